@@ -1,0 +1,75 @@
+"""`churnflow train`: load and check the data, fit, compile, store the reference rows, register."""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+
+from churnflow import compiled, data, gcs, layout, registry, training
+from churnflow.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What a training run produced."""
+
+    version: registry.RegisteredVersion
+    metrics: dict[str, float]
+    data_fingerprint: str
+    reference_uri: str
+
+
+def store_reference(settings: TrainSettings, rows: pd.DataFrame, fingerprint: str) -> str:
+    """Write the training rows to GCS as the drift reference of models trained on them."""
+    uri = layout.gs_uri(settings.bucket, layout.reference_object(fingerprint))
+    buffer = io.BytesIO()
+    rows[list(data.schema.FEATURE_NAMES) + [data.schema.TARGET]].to_parquet(buffer, index=False)
+    gcs.write_bytes(settings.project, uri, buffer.getvalue(), "application/vnd.apache.parquet")
+    return uri
+
+
+def run_training(
+    settings: TrainSettings, frame: pd.DataFrame | None = None, extra_tags: dict[str, str] | None = None
+) -> TrainOutcome:
+    """Train on `frame` (default: the dataset at settings.data_uri) and register the model.
+
+    Bad data raises DataValidationError before anything is written or registered.
+    """
+    if frame is None:
+        frame = data.load_dataset(settings.data_uri, settings.project)
+    registry.check_reachable(settings.mlflow_tracking_uri, settings.registry_timeout_s)
+    result = training.train(frame, settings.test_size, settings.random_state, settings.max_iter)
+    fingerprint = result.data_fingerprint
+    reference_uri = store_reference(settings, result.train, fingerprint)
+    tags = {
+        registry.TAG_FINGERPRINT: fingerprint,
+        registry.TAG_CODE_VERSION: registry.code_version(),
+        registry.TAG_REFERENCE_URI: reference_uri,
+        **(extra_tags or {}),
+    }
+    params = {
+        "model": "LogisticRegression",
+        "max_iter": settings.max_iter,
+        "test_size": settings.test_size,
+        "random_state": settings.random_state,
+        "train_rows": len(result.train),
+        "test_rows": len(result.test),
+        "data_source": settings.data_uri or "bundled:data/telco_churn.csv",
+    }
+    version = registry.log_and_register(
+        settings,
+        settings.experiment,
+        result.model,
+        training.features(result.train),
+        compiled.compile_pipeline(result.model),
+        params,
+        result.metrics,
+        tags,
+    )
+    log.info("registered %s v%s", version.name, version.version, extra={"metrics": result.metrics})
+    return TrainOutcome(version, result.metrics, fingerprint, reference_uri)

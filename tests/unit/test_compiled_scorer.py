@@ -1,0 +1,56 @@
+"""The compiled scorer is what /predict serves: it must equal sklearn's predict_proba."""
+
+import json
+
+import numpy as np
+import pytest
+
+from churnflow import compiled, schema, training
+
+
+@pytest.fixture(scope="module")
+def scorer(training_result):
+    artifact = json.loads(json.dumps(compiled.compile_pipeline(training_result.model)))
+    return compiled.CompiledScorer(artifact)
+
+
+def test_scorer_equals_sklearn_on_every_row(scorer, training_result, dataset):
+    rows = training.features(dataset).to_dict("records")
+    expected = training_result.model.predict_proba(training.features(dataset))[:, 1]
+    got = np.array(scorer.probabilities(rows))
+    assert len(got) == 7043
+    assert np.max(np.abs(got - expected)) < 1e-9
+
+
+def test_contributions_add_up_to_the_log_odds(scorer, dataset):
+    row = training.features(dataset).iloc[10].to_dict()
+    shares = scorer.contributions(row)
+    assert {s.feature for s in shares} == set(schema.FEATURE_NAMES)
+    assert scorer.intercept + sum(s.log_odds for s in shares) == pytest.approx(scorer.log_odds(row), abs=1e-12)
+    assert [abs(s.log_odds) for s in shares] == sorted((abs(s.log_odds) for s in shares), reverse=True)
+    assert len(scorer.contributions(row, top=3)) == 3
+
+
+def test_extreme_inputs_do_not_overflow(scorer):
+    row = dict(schema.EXAMPLE_CUSTOMER, tenure=120, MonthlyCharges=1000.0, TotalCharges=100000.0)
+    assert 0.0 <= scorer.probability(row) <= 1.0
+
+
+def test_feature_importance_ranks_contract_above_gender(scorer):
+    importance = scorer.feature_importance()
+    assert set(importance) == set(schema.FEATURE_NAMES)
+    assert importance["Contract"] > 10 * importance["gender"]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {},
+        {"format": "other/v1"},
+        {"format": compiled.FORMAT, "intercept": 0.0, "numeric": [], "categorical": []},
+        {"format": compiled.FORMAT, "intercept": "x", "numeric": [], "categorical": []},
+    ],
+)
+def test_invalid_artifacts_are_refused(broken):
+    with pytest.raises(compiled.InvalidScorerArtifact):
+        compiled.CompiledScorer(broken)
