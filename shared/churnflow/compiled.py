@@ -89,8 +89,7 @@ class CompiledScorer:
             self._numeric = tuple((n["name"], float(n["weight"]), float(n["center"])) for n in artifact["numeric"])
             self._scales = {n["name"]: float(n["scale"]) for n in artifact["numeric"]}
             self._categorical = tuple(
-                (c["name"], {value: float(weight) for value, weight in c["weights"]})
-                for c in artifact["categorical"]
+                (c["name"], {value: float(weight) for value, weight in c["weights"]}) for c in artifact["categorical"]
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidScorerArtifact(f"malformed scorer artifact: {error!r}") from error

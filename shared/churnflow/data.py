@@ -33,7 +33,9 @@ def read_raw(source: str | Path | None = None, project: str = "churnflow-local")
         content = BUNDLED_DATASET.read_bytes()
         digest = hashlib.sha256(content).hexdigest()
         if digest != BUNDLED_SHA256:
-            raise DataValidationError([f"bundled dataset {BUNDLED_DATASET} has sha256 {digest}, expected {BUNDLED_SHA256}"])
+            raise DataValidationError(
+                [f"bundled dataset {BUNDLED_DATASET} has sha256 {digest}, expected {BUNDLED_SHA256}"]
+            )
     elif str(source).startswith("gs://"):
         from churnflow import gcs
 
@@ -75,19 +77,25 @@ def clean(raw: pd.DataFrame, require_target: bool = True) -> pd.DataFrame:
             if feature.dtype is int:
                 bad_type |= ~bad_type & (values % 1 != 0)
             for index in column.index[bad_type]:
-                errors.append(f"{_row_label(frame, index)}, column {feature.name!r}: "
-                              f"not a {feature.dtype.__name__}: {column[index]!r}")
+                errors.append(
+                    f"{_row_label(frame, index)}, column {feature.name!r}: "
+                    f"not a {feature.dtype.__name__}: {column[index]!r}"
+                )
             for index in column.index[bad_range]:
-                errors.append(f"{_row_label(frame, index)}, column {feature.name!r}: {column[index]!r} is "
-                              f"outside the valid range [{feature.minimum:g}, {feature.maximum:g}]")
+                errors.append(
+                    f"{_row_label(frame, index)}, column {feature.name!r}: {column[index]!r} is "
+                    f"outside the valid range [{feature.minimum:g}, {feature.maximum:g}]"
+                )
             frame[feature.name] = values.astype(feature.dtype) if not bad_type.any() else values
         else:
             frame[feature.name] = _categorical(frame, feature, errors)
     if require_target:
         target = frame[schema.TARGET].astype(str).str.strip()
         for index in target.index[~target.isin(schema.TARGET_CLASSES)]:
-            errors.append(f"{_row_label(frame, index)}, column {schema.TARGET!r}: "
-                          f"{target[index]!r} is not one of {list(schema.TARGET_CLASSES)}")
+            errors.append(
+                f"{_row_label(frame, index)}, column {schema.TARGET!r}: "
+                f"{target[index]!r} is not one of {list(schema.TARGET_CLASSES)}"
+            )
         frame[schema.TARGET] = target
     if errors:
         raise DataValidationError(errors[:MAX_REPORTED_ERRORS], total=len(errors))
@@ -104,8 +112,10 @@ def _categorical(frame: pd.DataFrame, feature: schema.CategoricalFeature, errors
         values = column.astype(str).str.strip()
         bad = ~values.isin(feature.categories)
     for index in column.index[bad]:
-        errors.append(f"{_row_label(frame, index)}, column {feature.name!r}: unknown category "
-                      f"{column[index]!r}; allowed: {list(feature.categories)}")
+        errors.append(
+            f"{_row_label(frame, index)}, column {feature.name!r}: unknown category "
+            f"{column[index]!r}; allowed: {list(feature.categories)}"
+        )
     return values
 
 

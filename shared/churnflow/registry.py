@@ -154,4 +154,3 @@ def champion_version(settings: CommonSettings) -> int | None:
             return None
         raise
     return int(found.version)
-

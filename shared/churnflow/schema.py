@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -39,7 +39,7 @@ class NumericFeature:
     description: str
 
 
-Feature = Union[CategoricalFeature, NumericFeature]
+Feature = CategoricalFeature | NumericFeature
 
 _YES_NO = ("No", "Yes")
 _PHONE_ADDON = ("No", "No phone service", "Yes")
@@ -84,18 +84,29 @@ def _field_type(feature: Feature) -> object:
         return Annotated[
             Literal[feature.categories], Field(description=feature.description)  # type: ignore[valid-type]
         ]
-    return Annotated[
-        feature.dtype, Field(ge=feature.minimum, le=feature.maximum, description=feature.description)
-    ]
+    return Annotated[feature.dtype, Field(ge=feature.minimum, le=feature.maximum, description=feature.description)]
 
 
 def _example() -> dict[str, str | int | float]:
     return {
-        "gender": "Female", "SeniorCitizen": 0, "Partner": "Yes", "Dependents": "No", "tenure": 1,
-        "PhoneService": "No", "MultipleLines": "No phone service", "InternetService": "DSL",
-        "OnlineSecurity": "No", "OnlineBackup": "Yes", "DeviceProtection": "No", "TechSupport": "No",
-        "StreamingTV": "No", "StreamingMovies": "No", "Contract": "Month-to-month",
-        "PaperlessBilling": "Yes", "PaymentMethod": "Electronic check", "MonthlyCharges": 29.85,
+        "gender": "Female",
+        "SeniorCitizen": 0,
+        "Partner": "Yes",
+        "Dependents": "No",
+        "tenure": 1,
+        "PhoneService": "No",
+        "MultipleLines": "No phone service",
+        "InternetService": "DSL",
+        "OnlineSecurity": "No",
+        "OnlineBackup": "Yes",
+        "DeviceProtection": "No",
+        "TechSupport": "No",
+        "StreamingTV": "No",
+        "StreamingMovies": "No",
+        "Contract": "Month-to-month",
+        "PaperlessBilling": "Yes",
+        "PaymentMethod": "Electronic check",
+        "MonthlyCharges": 29.85,
         "TotalCharges": 29.85,
     }
 
@@ -109,9 +120,7 @@ def customer_model() -> type[BaseModel]:
     fields = {f.name: (_field_type(f), ...) for f in FEATURES}
     return create_model(  # type: ignore[call-overload, no-any-return]
         "Customer",
-        __config__=ConfigDict(
-            extra="forbid", frozen=True, json_schema_extra={"examples": [EXAMPLE_CUSTOMER]}
-        ),
+        __config__=ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [EXAMPLE_CUSTOMER]}),
         __doc__="One customer's 19 features, as in the IBM Telco churn data.",
         **fields,
     )

@@ -42,9 +42,7 @@ def build_pipeline(max_iter: int = 1000, random_state: int = 42) -> Pipeline:
 
 def split(frame: pd.DataFrame, test_size: float = 0.2, random_state: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified train/test split of a cleaned frame."""
-    train, test = train_test_split(
-        frame, test_size=test_size, random_state=random_state, stratify=data.labels(frame)
-    )
+    train, test = train_test_split(frame, test_size=test_size, random_state=random_state, stratify=data.labels(frame))
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 

@@ -7,7 +7,11 @@ from churnflow import data, schema
 
 
 def raw_rows(count=3):
-    row = {schema.ID_COLUMN: "0000-AAAAA", **{k: str(v) for k, v in schema.EXAMPLE_CUSTOMER.items()}, "Churn": "No"}
+    row = {
+        schema.ID_COLUMN: "0000-AAAAA",
+        **{k: str(v) for k, v in schema.EXAMPLE_CUSTOMER.items()},
+        "Churn": "No",
+    }
     frame = pd.DataFrame([row] * count)
     frame[schema.ID_COLUMN] = [f"000{i}-AAAAA" for i in range(count)]
     return frame
@@ -26,9 +30,17 @@ def test_blank_total_charges_become_zero_and_types_are_set():
     ("column", "value", "expected"),
     [
         ("Contract", "Weekly", "row 2 (customerID 0001-AAAAA), column 'Contract': unknown category 'Weekly'"),
-        ("tenure", "-3", "row 2 (customerID 0001-AAAAA), column 'tenure': '-3' is outside the valid range [0, 120]"),
+        (
+            "tenure",
+            "-3",
+            "row 2 (customerID 0001-AAAAA), column 'tenure': '-3' is outside the valid range [0, 120]",
+        ),
         ("tenure", "1.5", "column 'tenure': not a int: '1.5'"),
-        ("MonthlyCharges", "abc", "row 2 (customerID 0001-AAAAA), column 'MonthlyCharges': not a float: 'abc'"),
+        (
+            "MonthlyCharges",
+            "abc",
+            "row 2 (customerID 0001-AAAAA), column 'MonthlyCharges': not a float: 'abc'",
+        ),
         ("SeniorCitizen", "yes", "column 'SeniorCitizen': unknown category 'yes'"),
         ("Churn", "Maybe", "column 'Churn': 'Maybe' is not one of ['No', 'Yes']"),
     ],

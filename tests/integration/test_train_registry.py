@@ -1,0 +1,121 @@
+"""`churnflow train` against the real local stack: MLflow server, registry aliases, GCS artifacts."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from churnflow import gcs, layout, registry
+from churnflow.settings import TrainSettings
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(*args, env):
+    return subprocess.run(
+        [sys.executable, "-m", "churnflow.cli", *args], env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+def test_cli_train_registers_version_one_as_champion(local_stack, tmp_path):
+    env = {**os.environ, **local_stack.env(), "CHURNFLOW_MODEL_NAME": "churn-cli"}
+    result = run_cli("train", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Registered churn-cli version 1 (aliases: champion)" in result.stdout
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["accuracy"] >= 0.80 and metrics["roc_auc"] >= 0.84
+
+    again = run_cli("train", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "Registered churn-cli version 2, run" in again.stdout  # the champion stays on v1
+
+
+def test_champion_run_records_metrics_lineage_and_model(stack_env, champion):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(stack_env["MLFLOW_TRACKING_URI"])
+    version = client.get_model_version_by_alias("churn", "champion")
+    assert int(version.version) == champion.version.version == 1
+    run = client.get_run(version.run_id)
+    assert set(run.data.metrics) >= {"accuracy", "roc_auc", "precision", "recall", "f1", "log_loss", "brier"}
+    assert run.data.metrics["roc_auc"] == pytest.approx(champion.metrics["roc_auc"])
+    assert run.data.params["train_rows"] == "5634" and run.data.params["test_rows"] == "1409"
+    assert run.data.tags[registry.TAG_FINGERPRINT] == champion.data_fingerprint
+    assert len(run.data.tags[registry.TAG_CODE_VERSION]) in (40, len("unknown"))
+    assert version.tags[registry.TAG_REFERENCE_URI] == champion.reference_uri
+
+
+def test_artifacts_live_in_the_gcs_bucket(stack_env, champion):
+    bucket = gcs.client("churnflow-test").bucket(stack_env["CHURNFLOW_BUCKET"])
+    names = {blob.name for blob in bucket.list_blobs(prefix=layout.MLFLOW_ARTIFACTS_PREFIX)}
+    run_id = champion.version.run_id
+    assert any(n.endswith(f"{run_id}/artifacts/{registry.SCORER_ARTIFACT}") for n in names)
+    assert any(n.endswith("/artifacts/MLmodel") for n in names)
+    reference = layout.parse_gs_uri(champion.reference_uri)[1]
+    assert bucket.get_blob(reference).size > 10_000
+
+
+LOADER = """
+import json, os, sys
+assert set(k for k in os.environ if k.startswith(("MLFLOW", "STORAGE", "CHURNFLOW"))) == {"MLFLOW_TRACKING_URI"}
+import mlflow, pandas as pd
+from churnflow.compiled import CompiledScorer
+from churnflow.registry_client import RegistryClient
+from churnflow.schema import EXAMPLE_CUSTOMER
+model = mlflow.sklearn.load_model("models:/churn@champion")
+client = RegistryClient(os.environ["MLFLOW_TRACKING_URI"])
+version = client.version_by_alias("churn", "champion")
+scorer = CompiledScorer(client.scorer_artifact(version))
+sklearn = float(model.predict_proba(pd.DataFrame([EXAMPLE_CUSTOMER]))[0, 1])
+print(json.dumps({"version": version.version, "sklearn": sklearn, "compiled": scorer.probability(EXAMPLE_CUSTOMER)}))
+"""
+
+
+def test_separate_process_with_only_the_tracking_uri_loads_both_models(local_stack, champion):
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "MLFLOW_TRACKING_URI": local_stack.env()["MLFLOW_TRACKING_URI"],
+    }
+    result = subprocess.run([sys.executable, "-c", LOADER], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["version"] == 1
+    assert loaded["compiled"] == pytest.approx(loaded["sklearn"], abs=1e-12)
+    assert 0.0 < loaded["compiled"] < 1.0
+
+
+def test_unreachable_mlflow_fails_fast_and_clearly(tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "CHURNFLOW_BUCKET": "nowhere"}
+    started = time.monotonic()
+    result = run_cli("train", env=env)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2
+    assert "MLflow tracking server at http://127.0.0.1:9 is unreachable" in result.stderr
+    assert "Nothing was registered." in result.stderr
+
+
+def test_bad_data_registers_nothing(stack_env, tmp_path):
+    from churnflow.data import DataValidationError, read_raw
+    from churnflow.train_flow import run_training
+
+    raw = read_raw()
+    raw.loc[41, "Contract"] = "Weekly"
+    path = tmp_path / "bad.csv"
+    raw.to_csv(path, index=False)
+    settings = TrainSettings(model_name="churn-bad-data", data_uri=str(path))
+    with pytest.raises(DataValidationError, match="row 42 .* column 'Contract': unknown category 'Weekly'"):
+        run_training(settings)
+    from mlflow import MlflowClient
+
+    assert MlflowClient(stack_env["MLFLOW_TRACKING_URI"]).search_model_versions("name='churn-bad-data'") == []
+
+
+def test_training_data_loads_from_a_gs_uri(stack_env):
+    from churnflow.data import load_dataset
+
+    uri = layout.gs_uri(stack_env["CHURNFLOW_BUCKET"], layout.TRAINING_DATA)
+    assert len(load_dataset(uri, project="churnflow-test")) == 7043

@@ -1,0 +1,40 @@
+"""Request-log batches round-trip; damage is counted or raised, never silently dropped."""
+
+import gzip
+
+import pytest
+
+from churnflow import requestlog, schema
+
+
+def record(i):
+    return {
+        "request_id": f"r{i}",
+        "ts": 1.5 + i,
+        "model_version": 1,
+        **schema.EXAMPLE_CUSTOMER,
+        "churn_probability": 0.25,
+        "churn_prediction": 0,
+        "latency_ms": 0.1,
+    }
+
+
+def test_round_trip_keeps_every_field():
+    batch = [record(i) for i in range(100)]
+    decoded = requestlog.decode_batch(requestlog.encode_batch(batch))
+    assert decoded.records == batch and decoded.bad_lines == 0
+    assert set(decoded.records[0]) == set(requestlog.RECORD_FIELDS)
+
+
+def test_bad_lines_are_counted():
+    lines = requestlog.encode_batch([record(1)])
+    damaged = gzip.compress(gzip.decompress(lines) + b"{not json\n[1, 2]\n")
+    decoded = requestlog.decode_batch(damaged)
+    assert len(decoded.records) == 1 and decoded.bad_lines == 2
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_truncated_object_raises(cut):
+    data = requestlog.encode_batch([record(i) for i in range(500)])
+    with pytest.raises(requestlog.CorruptLogObject):
+        requestlog.decode_batch(data[: int(len(data) * cut)])
