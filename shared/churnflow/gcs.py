@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cache
+from typing import Any
 
+from google.api_core import exceptions
 from google.cloud import storage
 
 from churnflow.layout import parse_gs_uri
@@ -37,3 +40,41 @@ def write_bytes(project: str, uri: str, data: bytes, content_type: str = "applic
     """Upload `data` to a gs:// URI, replacing any existing object."""
     bucket, name = parse_gs_uri(uri)
     client(project).bucket(bucket).blob(name).upload_from_string(data, content_type=content_type)
+
+
+class PreconditionFailed(RuntimeError):
+    """A conditional write lost: the object changed (or appeared) since it was read."""
+
+
+def read_json(project: str, bucket: str, name: str) -> tuple[Any, int]:
+    """A JSON object's value and generation; (None, 0) when it does not exist."""
+    blob = client(project).bucket(bucket).get_blob(name)
+    if blob is None:
+        return None, 0
+    try:
+        return json.loads(blob.download_as_bytes(if_generation_match=blob.generation)), int(blob.generation)
+    except exceptions.PreconditionFailed as error:
+        raise PreconditionFailed(f"gs://{bucket}/{name} changed while being read") from error
+
+
+def write_json(project: str, bucket: str, name: str, value: Any, generation: int) -> int:
+    """Write `value` only if the object is still at `generation` (0: only if absent); returns the new generation.
+
+    Exactly one of several concurrent writers from the same generation wins; the others get PreconditionFailed.
+    """
+    blob = client(project).bucket(bucket).blob(name)
+    try:
+        blob.upload_from_string(json.dumps(value), content_type="application/json", if_generation_match=generation)
+    except exceptions.PreconditionFailed as error:
+        raise PreconditionFailed(f"gs://{bucket}/{name} is no longer at generation {generation}") from error
+    return int(blob.generation)
+
+
+def delete_object(project: str, bucket: str, name: str, generation: int | None = None) -> None:
+    """Delete an object (only at `generation` when given); a missing object is not an error."""
+    try:
+        client(project).bucket(bucket).blob(name).delete(if_generation_match=generation)
+    except exceptions.NotFound:
+        pass
+    except exceptions.PreconditionFailed as error:
+        raise PreconditionFailed(f"gs://{bucket}/{name} is no longer at generation {generation}") from error

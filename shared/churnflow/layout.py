@@ -52,6 +52,11 @@ def request_log_object(when: datetime, batch_id: str) -> str:
     return f"{request_log_partition(when)}{when:%Y%m%dT%H%M%S%f}Z-{batch_id}.jsonl.gz"
 
 
+def labels_object(imported_at: datetime, import_id: str) -> str:
+    """One imported batch of ground-truth labels."""
+    return f"{LABELS_PREFIX}dt={imported_at:%Y-%m-%d}/{imported_at:%Y%m%dT%H%M%S}Z-{import_id}.jsonl.gz"
+
+
 def state_object(name: str) -> str:
     """A small JSON state object (locks, pointers) updated with generation preconditions."""
     return f"{STATE_PREFIX}{name}.json"
