@@ -78,3 +78,19 @@ def delete_object(project: str, bucket: str, name: str, generation: int | None =
         pass
     except exceptions.PreconditionFailed as error:
         raise PreconditionFailed(f"gs://{bucket}/{name} is no longer at generation {generation}") from error
+
+
+def create_bytes(project: str, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    """Upload `data` to a gs:// URI only if no object exists there (written whole, once, or not at all)."""
+    bucket, name = parse_gs_uri(uri)
+    try:
+        client(project).bucket(bucket).blob(name).upload_from_string(
+            data, content_type=content_type, if_generation_match=0
+        )
+    except exceptions.PreconditionFailed as error:
+        raise PreconditionFailed(f"{uri} already exists") from error
+
+
+def list_names(project: str, bucket: str, prefix: str) -> list[str]:
+    """Names of the objects under `prefix`, in lexical order."""
+    return sorted(blob.name for blob in client(project).list_blobs(bucket, prefix=prefix))

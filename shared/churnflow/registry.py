@@ -154,3 +154,14 @@ def champion_version(settings: CommonSettings) -> int | None:
             return None
         raise
     return int(found.version)
+
+
+def set_alias(settings: CommonSettings, alias: str, version: int, tags: dict[str, str] | None = None) -> None:
+    """Point `alias` at `version` (after tagging the version), e.g. champion for a promotion or a rollback."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(settings.model_name, str(version), key, value)
+    client.set_registered_model_alias(settings.model_name, alias, str(version))
+    log.info("alias %r -> %s v%s", alias, settings.model_name, version)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +42,23 @@ class TrainSettings(CommonSettings):
     max_iter: int = Field(1000, gt=0)
 
 
+class RetrainSettings(TrainSettings):
+    """Settings of the retrain job and its Pub/Sub trigger."""
+
+    auc_floor: float = Field(0.75, gt=0, lt=1, description="Gate: the challenger's AUC must reach this.")
+    auc_tolerance: float = Field(
+        0.005, ge=0, lt=0.5, description="Gate: the challenger may trail the champion's AUC by at most this."
+    )
+    challenger_alias: str = "challenger"
+    recent_holdout_fraction: float = Field(
+        0.3, gt=0, lt=1, description="Share of labelled recent traffic kept out of training, for evaluation."
+    )
+    lock_ttl_s: float = Field(3_600.0, gt=0, description="A retrain lock older than this is taken as abandoned.")
+    job_launcher: str = Field("subprocess", pattern="^(subprocess|cloud-run)$", description="How the trigger starts the job.")
+    region: str = "europe-west1"
+    job_name: str = "churnflow-retrain"
+
+
 class LocalStackSettings(BaseSettings):
     """Ports and paths of the local emulator stack (`churnflow local up`, the tests, the demo).
 
@@ -56,3 +73,63 @@ class LocalStackSettings(BaseSettings):
     pubsub_port: int = 8085
     mlflow_port: int = 5000
     startup_timeout_s: float = Field(60.0, gt=0)
+
+
+class PredictSettings(CommonSettings):
+    """Settings of the predict service (`functions/predict`)."""
+
+    poll_interval_s: float = Field(30.0, gt=0, description="How often the champion alias is re-resolved.")
+    decision_threshold: float = Field(0.5, gt=0, lt=1, description="Probability at or above which churn is predicted.")
+    risk_medium: float = Field(0.3, gt=0, lt=1, description="Probability from which the risk level is MEDIUM.")
+    risk_high: float = Field(0.6, gt=0, lt=1, description="Probability from which the risk level is HIGH.")
+    top_contributions: int = Field(5, ge=0, le=19, description="Feature contributions returned per prediction.")
+    max_batch: int = Field(1000, gt=0, description="Most customers accepted by /predict/batch.")
+    max_body_bytes: int = Field(2_000_000, gt=0, description="Largest request body accepted (else 413).")
+    api_token: SecretStr | None = Field(None, description="Bearer token required on /predict* when set.")
+    log_requests: bool = Field(True, description="Write every scored row to the request log in GCS.")
+    log_flush_rows: int = Field(1000, gt=0, description="Flush the request log once this many rows wait.")
+    log_flush_age_s: float = Field(5.0, gt=0, description="Flush the request log at least this often.")
+    log_upload_timeout_s: float = Field(5.0, gt=0, description="Timeout of one request-log upload.")
+    spool_dir: Path = Field(
+        Path("/tmp/churnflow-spool"), description="Where request-log batches wait while GCS is unreachable."
+    )
+
+    @model_validator(mode="after")
+    def _ordered_thresholds(self) -> PredictSettings:
+        if not self.risk_medium < self.risk_high:
+            raise ValueError("risk_medium must be below risk_high")
+        return self
+
+
+class MonitorSettings(CommonSettings):
+    """Settings of the drift monitor (`functions/monitor`): window, drift policy, sampling, trigger."""
+
+    window_hours: float = Field(24.0, gt=0, description="Longest look-back of a check, in hours.")
+    since_last_check: bool = Field(
+        True, description="Start the window where the last decided check ended (else: the last window_hours)."
+    )
+    min_rows: int = Field(300, ge=1, description="Below this many valid rows a check decides nothing.")
+    sample_rows: int = Field(50_000, ge=1_000, description="Rows drawn from a larger window for the drift test.")
+    sample_confidence: float = Field(0.99, gt=0, lt=1, description="Confidence of the stated sampling error bound.")
+    sample_seed: int = Field(0, description="Seed of the row sampling, for reproducible checks.")
+    read_workers: int = Field(16, ge=1, le=64, description="Request-log objects downloaded in parallel.")
+    num_method: str = Field("wasserstein", description="Evidently drift method of numeric columns.")
+    cat_method: str = Field("jensenshannon", description="Evidently drift method of categorical columns.")
+    num_threshold: float = Field(0.1, gt=0, description="Drift threshold of numeric columns.")
+    cat_threshold: float = Field(0.1, gt=0, description="Drift threshold of categorical columns.")
+    drift_share: float = Field(0.5, gt=0, le=1, description="Rule `share`: Evidently's share of drifted features.")
+    importance_share: float = Field(
+        0.25, gt=0, le=1, description="Rule `importance`: share of the champion's feature importance that drifted."
+    )
+    prediction_threshold: float = Field(
+        0.2, gt=0, description="Rule `prediction`: drift score of the predicted churn probability."
+    )
+    noise_factor: float = Field(
+        4.0, ge=0, description="A score counts for the model-aware rules only above noise_factor·√(1/n+1/m)."
+    )
+    cooldown_s: float = Field(21_600.0, ge=0, description="No retrain request this long after a retrain finished.")
+    claim_ttl_s: float = Field(300.0, gt=0, description="A trigger claim never confirmed expires after this.")
+    request_ttl_s: float = Field(21_600.0, gt=0, description="A pending/running retrain older than this no longer blocks.")
+    publish_timeout_s: float = Field(30.0, gt=0, description="Timeout of the Pub/Sub publish.")
+    monitoring_experiment: str = "churn-monitoring"
+    report_index_size: int = Field(100, ge=1, description="Past checks kept in the report index.")

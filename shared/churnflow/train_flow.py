@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -33,6 +34,40 @@ def store_reference(settings: TrainSettings, rows: pd.DataFrame, fingerprint: st
     return uri
 
 
+def register(
+    settings: TrainSettings,
+    model: Any,
+    train_rows: pd.DataFrame,
+    metrics: dict[str, float],
+    params: dict[str, Any],
+    extra_tags: dict[str, str] | None = None,
+) -> TrainOutcome:
+    """Store the training rows as drift reference, then log, compile and register the fitted model.
+
+    The reference is written first, so no registered version ever lacks its reference.
+    """
+    fingerprint = data.fingerprint(train_rows)
+    reference_uri = store_reference(settings, train_rows, fingerprint)
+    tags = {
+        registry.TAG_FINGERPRINT: fingerprint,
+        registry.TAG_CODE_VERSION: registry.code_version(),
+        registry.TAG_REFERENCE_URI: reference_uri,
+        **(extra_tags or {}),
+    }
+    version = registry.log_and_register(
+        settings,
+        settings.experiment,
+        model,
+        training.features(train_rows),
+        compiled.compile_pipeline(model),
+        {"model": "LogisticRegression", "max_iter": settings.max_iter, "train_rows": len(train_rows), **params},
+        metrics,
+        tags,
+    )
+    log.info("registered %s v%s", version.name, version.version, extra={"metrics": metrics})
+    return TrainOutcome(version, metrics, fingerprint, reference_uri)
+
+
 def run_training(
     settings: TrainSettings, frame: pd.DataFrame | None = None, extra_tags: dict[str, str] | None = None
 ) -> TrainOutcome:
@@ -44,32 +79,10 @@ def run_training(
         frame = data.load_dataset(settings.data_uri, settings.project)
     registry.check_reachable(settings.mlflow_tracking_uri, settings.registry_timeout_s)
     result = training.train(frame, settings.test_size, settings.random_state, settings.max_iter)
-    fingerprint = result.data_fingerprint
-    reference_uri = store_reference(settings, result.train, fingerprint)
-    tags = {
-        registry.TAG_FINGERPRINT: fingerprint,
-        registry.TAG_CODE_VERSION: registry.code_version(),
-        registry.TAG_REFERENCE_URI: reference_uri,
-        **(extra_tags or {}),
-    }
     params = {
-        "model": "LogisticRegression",
-        "max_iter": settings.max_iter,
         "test_size": settings.test_size,
         "random_state": settings.random_state,
-        "train_rows": len(result.train),
         "test_rows": len(result.test),
         "data_source": settings.data_uri or "bundled:data/telco_churn.csv",
     }
-    version = registry.log_and_register(
-        settings,
-        settings.experiment,
-        result.model,
-        training.features(result.train),
-        compiled.compile_pipeline(result.model),
-        params,
-        result.metrics,
-        tags,
-    )
-    log.info("registered %s v%s", version.name, version.version, extra={"metrics": result.metrics})
-    return TrainOutcome(version, result.metrics, fingerprint, reference_uri)
+    return register(settings, result.model, result.train, result.metrics, params, extra_tags)
