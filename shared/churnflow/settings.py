@@ -57,6 +57,7 @@ class RetrainSettings(TrainSettings):
     job_launcher: str = Field("subprocess", pattern="^(subprocess|cloud-run)$", description="How the trigger starts the job.")
     region: str = "europe-west1"
     job_name: str = "churnflow-retrain"
+    job_log_dir: Path | None = Field(None, description="Where a locally launched job writes its log.")
 
 
 class LocalStackSettings(BaseSettings):

@@ -15,9 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from churnflow.settings import REPO_ROOT, RetrainSettings
+
 log = logging.getLogger(__name__)
 
 RUN_API = "https://run.googleapis.com/v2"
+JOB_ENTRY_POINT = REPO_ROOT / "functions" / "retrain" / "job.py"
 
 
 class LaunchError(RuntimeError):
@@ -59,7 +62,7 @@ class SubprocessLauncher:
     """Runs the job as a local process with the same environment a Cloud Run execution would get."""
 
     def __init__(self, argv: Sequence[str] | None = None, log_dir: Path | None = None):
-        self.argv = list(argv or [sys.executable, "-m", "churnflow.retraining.job"])
+        self.argv = list(argv or [sys.executable, str(JOB_ENTRY_POINT)])
         self.log_dir = log_dir
 
     def launch(self, env: Mapping[str, str]) -> str:
@@ -80,3 +83,10 @@ class SubprocessLauncher:
         threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
         log.info("retrain job started as pid %s", process.pid)
         return str(process.pid)
+
+
+def from_settings(settings: RetrainSettings) -> JobLauncher:
+    """The launcher the settings ask for: the Cloud Run Admin API, or a local subprocess."""
+    if settings.job_launcher == "cloud-run":
+        return CloudRunJobLauncher(settings.project, settings.region, settings.job_name)
+    return SubprocessLauncher(log_dir=settings.job_log_dir)

@@ -1,0 +1,203 @@
+"""The retrain Cloud Run Job: train a challenger on base data plus labelled recent traffic, judge it
+against the champion on one evaluation set, and promote it only if it passes the gate.
+
+Safe to rerun: one retrain runs at a time (GCS lock), a request whose champion has since changed is
+skipped, a finished request (by message id) is not redone, and the champion alias moves last, so a
+job that dies half-way leaves the champion as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from churnflow import data, gate, gcs, ground_truth, layout, registry, train_flow, training
+from churnflow.compiled import CompiledScorer, compile_pipeline
+from churnflow.messages import RetrainRequested
+from churnflow.monitoring import trigger
+from churnflow.monitoring.statestore import StateStore
+from churnflow.monitoring.trigger import InvalidTransition, RetrainState
+from churnflow.registry_client import AliasNotFound, RegistryClient
+from churnflow.retraining import evaluation
+from churnflow.retraining.lock import LockHeld, retrain_lock
+from churnflow.settings import RetrainSettings
+
+log = logging.getLogger(__name__)
+
+REQUEST_ENV = "CHURNFLOW_RETRAIN_REQUEST"
+MESSAGE_ID_ENV = "CHURNFLOW_MESSAGE_ID"
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    """What one execution decided."""
+
+    status: str  # promoted | rejected | skipped
+    reason: str
+    message_id: str
+    version: int | None = None
+    champion_version: int | None = None
+    challenger_metrics: dict[str, float] | None = None
+    champion_metrics: dict[str, float] | None = None
+
+
+def run_record(key: str) -> str:
+    """State object recording the outcome of the retrain for one request (or manual run)."""
+    return layout.state_object(f"retrain-runs/{key}")
+
+
+def _lineage_tags(request: RetrainRequested | None, message_id: str, parts: evaluation.RetrainData) -> dict[str, str]:
+    tags = {
+        "churnflow.trigger_message_id": message_id,
+        "churnflow.recent_train_rows": str(len(parts.recent_train)),
+        "churnflow.recent_holdout_rows": str(len(parts.recent_holdout)),
+        "churnflow.evaluation_fingerprint": data.fingerprint(parts.evaluation),
+    }
+    if request is not None:
+        tags["churnflow.drift_report_uri"] = request.report_uri
+        tags["churnflow.trigger_reason"] = request.reason[:250]
+    return tags
+
+
+def _metric_tags(prefix: str, metrics: dict[str, float]) -> dict[str, str]:
+    return {f"{prefix}.{name}": f"{value:.6f}" for name, value in metrics.items()}
+
+
+def retrain(settings: RetrainSettings, request: RetrainRequested | None, message_id: str) -> RetrainOutcome:
+    """One retrain: train, register, evaluate both models on the same rows, gate, move an alias."""
+    client = RegistryClient(settings.mlflow_tracking_uri, settings.registry_timeout_s)
+    try:
+        champion = client.version_by_alias(settings.model_name, settings.champion_alias)
+    except AliasNotFound:
+        champion = None
+    if request is not None and champion is not None and request.champion_version != champion.version:
+        reason = f"champion moved from v{request.champion_version} to v{champion.version} since the request"
+        return RetrainOutcome("skipped", reason, message_id, champion_version=champion.version)
+
+    base = data.load_dataset(settings.data_uri, settings.project)
+    recent = ground_truth.labelled_traffic(settings)
+    parts = evaluation.assemble(
+        base, recent, settings.recent_holdout_fraction, settings.test_size, settings.random_state
+    )
+    model = training.fit(parts.train, settings.max_iter, settings.random_state)
+    challenger = CompiledScorer(compile_pipeline(model))
+    challenger_metrics = evaluation.scorer_metrics(challenger, parts.evaluation)
+    challenger_recent = evaluation.scorer_metrics(challenger, parts.recent_holdout)
+    champion_metrics = champion_recent = None
+    if champion is not None:
+        champion_scorer = CompiledScorer(client.scorer_artifact(champion))
+        champion_metrics = evaluation.scorer_metrics(champion_scorer, parts.evaluation)
+        champion_recent = evaluation.scorer_metrics(champion_scorer, parts.recent_holdout)
+    decision = gate.decide(
+        challenger_metrics["roc_auc"],
+        champion_metrics["roc_auc"] if champion_metrics else None,
+        settings.auc_floor,
+        settings.auc_tolerance,
+    )
+    tags = {
+        **_lineage_tags(request, message_id, parts),
+        **_metric_tags("churnflow.challenger_eval", challenger_metrics),
+        **_metric_tags("churnflow.challenger_recent", challenger_recent),
+        **(_metric_tags("churnflow.champion_eval", champion_metrics) if champion_metrics else {}),
+        **(_metric_tags("churnflow.champion_recent", champion_recent) if champion_recent else {}),
+        "churnflow.champion_version": str(champion.version) if champion else "none",
+        "churnflow.gate_decision": "promote" if decision.promote else "reject",
+        "churnflow.gate_reason": decision.reason,
+    }
+    registered = train_flow.register(
+        settings,
+        model,
+        parts.train,
+        training.evaluate(model, parts.evaluation),
+        {"recent_train_rows": len(parts.recent_train), "evaluation_rows": len(parts.evaluation)},
+        tags,
+    )
+    version = registered.version.version
+    if settings.champion_alias in registered.version.aliases:
+        status = "promoted"  # the registry had no champion: the first version becomes it
+    elif decision.promote:
+        registry.set_alias(settings, settings.champion_alias, version)
+        status = "promoted"
+    else:
+        registry.set_alias(settings, settings.challenger_alias, version)
+        status = "rejected"
+    return RetrainOutcome(
+        status,
+        decision.reason,
+        message_id,
+        version,
+        champion.version if champion else None,
+        challenger_metrics,
+        champion_metrics,
+    )
+
+
+def _state_change(
+    settings: RetrainSettings, request: RetrainRequested | None, change: Callable[[RetrainState | None], RetrainState]
+) -> None:
+    """Move the monitor's retrain state for this request; a state about another request is left alone."""
+    if request is None:
+        return
+    try:
+        StateStore(settings.project, settings.bucket, settings.model_name).update(change)
+    except InvalidTransition as error:
+        log.warning("retrain state not updated: %s", error)
+
+
+def run(settings: RetrainSettings, request: RetrainRequested | None, message_id: str) -> RetrainOutcome:
+    """Retrain under the lock, once per request; records the outcome and moves the retrain state."""
+    key = request.request_id if request is not None else message_id
+    record = run_record(key)
+    done, _ = gcs.read_json(settings.project, settings.bucket, record)
+    if done is not None:
+        return RetrainOutcome(**{**done, "status": "skipped", "reason": f"already done: {done['status']}"})
+    registry.configure_client(settings)
+    with retrain_lock(settings.project, settings.bucket, message_id, settings.lock_ttl_s):
+        _state_change(settings, request, lambda s: trigger.start(s, key, _now()))
+        try:
+            outcome = retrain(settings, request, message_id)
+        except Exception as error:
+            detail = f"{type(error).__name__}: {error}"
+            _state_change(settings, request, lambda s: trigger.fail(s, key, _now(), detail))
+            raise
+        promoted = outcome.version if outcome.status == "promoted" else None
+        _state_change(settings, request, lambda s: trigger.finish(s, key, _now(), promoted))
+        gcs.write_json(settings.project, settings.bucket, record, asdict(outcome) | {"finished_at": time.time()}, 0)
+    return outcome
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _request_from_env() -> tuple[RetrainRequested | None, str]:
+    raw = os.environ.get(REQUEST_ENV)
+    request = RetrainRequested.model_validate_json(raw) if raw else None
+    return request, os.environ.get(MESSAGE_ID_ENV) or f"manual-{uuid.uuid4().hex[:12]}"
+
+
+def main() -> int:
+    """Job entry point: exit 0 when done (promoted, rejected or skipped), non-zero so Cloud Run retries."""
+    from churnflow.logs import configure_logging
+
+    configure_logging()
+    try:
+        request, message_id = _request_from_env()
+        outcome = run(RetrainSettings(), request, message_id)
+    except LockHeld as error:
+        print(json.dumps({"severity": "WARNING", "message": f"retrain not started: {error}"}), flush=True)
+        return 75  # EX_TEMPFAIL: retried later
+    except Exception as error:  # noqa: BLE001 - the job's contract: one JSON error line, non-zero exit
+        print(
+            json.dumps({"severity": "ERROR", "message": f"retrain failed: {error}", "error": type(error).__name__}),
+            flush=True,
+        )
+        return 1
+    log.info("retrain %s: %s", outcome.status, outcome.reason, extra={"outcome": asdict(outcome)})
+    return 0

@@ -1,0 +1,82 @@
+"""From a Pub/Sub `RetrainRequested` message to exactly one retrain execution.
+
+The decision is the same on GCP and locally; only the launcher differs (Cloud Run Admin API or a
+subprocess). A malformed message is acknowledged with a logged rejection, since redelivering it
+cannot help; a message id seen before starts nothing (Pub/Sub delivers at least once); a launch
+failure releases the message record and raises, so Pub/Sub redelivers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from churnflow import gcs, layout
+from churnflow.messages import RetrainRequested
+from churnflow.retraining.job import MESSAGE_ID_ENV, REQUEST_ENV
+from churnflow.retraining.launchers import JobLauncher, LaunchError
+from churnflow.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TriggerOutcome:
+    """What the trigger did with one message."""
+
+    status: str  # started | duplicate | rejected
+    detail: str
+    message_id: str = ""
+    execution: str = ""
+
+
+def message_record(message_id: str) -> str:
+    """State object marking a message id as handled."""
+    return layout.state_object(f"messages/{message_id}")
+
+
+def parse_envelope(message: Mapping[str, Any]) -> tuple[str, bytes]:
+    """Message id and decoded data of a Pub/Sub message (`messageId`/`message_id`, base64 `data`)."""
+    message_id = str(message.get("messageId") or message.get("message_id") or "")
+    if not message_id:
+        raise ValueError("message has no messageId")
+    try:
+        return message_id, base64.b64decode(message.get("data") or "", validate=True)
+    except (binascii.Error, ValueError, TypeError) as error:
+        raise ValueError(f"message {message_id} data is not base64: {error}") from error
+
+
+def handle(message: Mapping[str, Any], settings: CommonSettings, launcher: JobLauncher) -> TriggerOutcome:
+    """Start one retrain for a valid, new message; acknowledge (reject) anything else."""
+    try:
+        message_id, payload = parse_envelope(message)
+        request = RetrainRequested.model_validate_json(payload)
+    except (ValueError, ValidationError) as error:
+        log.warning("rejected retrain message: %s", str(error)[:500], extra={"message_id": message.get("messageId")})
+        return TriggerOutcome("rejected", str(error)[:500], str(message.get("messageId") or ""))
+    record = message_record(message_id)
+    try:
+        generation = gcs.write_json(
+            settings.project,
+            settings.bucket,
+            record,
+            {"received_at": time.time(), "request": request.model_dump(mode="json")},
+            0,
+        )
+    except gcs.PreconditionFailed:
+        log.info("message %s already handled", message_id)
+        return TriggerOutcome("duplicate", "message already handled", message_id)
+    try:
+        execution = launcher.launch({REQUEST_ENV: request.model_dump_json(), MESSAGE_ID_ENV: message_id})
+    except LaunchError:
+        gcs.delete_object(settings.project, settings.bucket, record, generation)
+        raise
+    log.info("retrain started for message %s: %s", message_id, execution)
+    return TriggerOutcome("started", f"champion v{request.champion_version}: {request.reason}", message_id, execution)
