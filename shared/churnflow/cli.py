@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -29,6 +30,39 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels_import(args: argparse.Namespace) -> int:
+    from churnflow.ground_truth import import_labels
+    from churnflow.labels import LabelValidationError
+    from churnflow.settings import CommonSettings
+
+    try:
+        uri, count = import_labels(CommonSettings(), Path(args.file))
+    except (LabelValidationError, FileNotFoundError, ValueError) as error:
+        print(f"churnflow labels import: {error}", file=sys.stderr)
+        print("Nothing was stored.", file=sys.stderr)
+        return 2
+    print(f"Stored {count} labels at {uri}")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from churnflow import registry
+    from churnflow.settings import CommonSettings
+
+    settings = CommonSettings()
+    registry.configure_client(settings)
+    previous = registry.champion_version(settings)
+    registry.set_alias(settings, settings.champion_alias, args.version, {"churnflow.promoted_by": "manual"})
+    print(f"{settings.model_name}@{settings.champion_alias}: v{previous} -> v{args.version}")
+    return 0
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from churnflow.retraining.job import main as job_main
+
+    return job_main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     from churnflow.local.stack import register_cli
@@ -39,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train, track in MLflow and register the churn model")
     train.add_argument("--data", help="CSV path or gs:// URI (default: the bundled, checksummed dataset)")
     train.set_defaults(handler=_train)
+    labels = commands.add_parser("labels", help="ground-truth churn outcomes").add_subparsers(
+        dest="labels_command", required=True
+    )
+    labels_import = labels.add_parser("import", help="validate a labels file (CSV or JSONL) and store it in GCS")
+    labels_import.add_argument("file", help="columns: request_id, churned (yes/no), observed_at (ISO 8601)")
+    labels_import.set_defaults(handler=_labels_import)
+    promote = commands.add_parser("promote", help="point the champion alias at a version (e.g. a rollback)")
+    promote.add_argument("--version", type=int, required=True)
+    promote.set_defaults(handler=_promote)
+    retrain = commands.add_parser("retrain", help="run one retrain now (as the Cloud Run Job does)")
+    retrain.set_defaults(handler=_retrain)
     register_cli(commands)
     return parser
 

@@ -156,6 +156,7 @@ def run(settings: RetrainSettings, request: RetrainRequested | None, message_id:
     record = run_record(key)
     done, _ = gcs.read_json(settings.project, settings.bucket, record)
     if done is not None:
+        done.pop("finished_at", None)
         return RetrainOutcome(**{**done, "status": "skipped", "reason": f"already done: {done['status']}"})
     registry.configure_client(settings)
     with retrain_lock(settings.project, settings.bucket, message_id, settings.lock_ttl_s):

@@ -1,0 +1,178 @@
+"""The retrain job and its trigger on the real stack: labels, gate, promotion, idempotency, failure."""
+
+import base64
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import pytest
+from mlflow import MlflowClient
+
+from churnflow import gcs, ground_truth, layout, registry, requestlog, scenarios
+from churnflow.compiled import CompiledScorer
+from churnflow.messages import RetrainRequested
+from churnflow.monitoring.statestore import StateStore
+from churnflow.monitoring.trigger import RetrainStatus, claim, confirm
+from churnflow.registry_client import RegistryClient
+from churnflow.retraining import job, trigger
+from churnflow.settings import RetrainSettings
+from churnflow.train_flow import run_training
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def story(dataset):
+    return scenarios.under_represented_segment(dataset, seed=1)
+
+
+@pytest.fixture
+def loop(stack_env, story, tmp_path):
+    """A fresh model name and bucket: v1 trained on the base data, segment traffic logged and labelled."""
+    name = f"churn-retrain-{uuid.uuid4().hex[:6]}"
+    bucket = f"retrain-{uuid.uuid4().hex[:8]}"
+    settings = RetrainSettings(model_name=name, bucket=bucket, CHURNFLOW_PROJECT="test", auc_floor=0.7)
+    gcs.ensure_bucket("test", bucket)
+    base_uri = layout.gs_uri(bucket, "data/base.csv")
+    gcs.write_bytes("test", base_uri, story.base.to_csv(index=False).encode())
+    settings = settings.model_copy(update={"data_uri": base_uri})
+    v1 = run_training(settings)
+    client = RegistryClient(stack_env["MLFLOW_TRACKING_URI"])
+    scorer = CompiledScorer(client.scorer_artifact(client.version_by_alias(name, "champion")))
+    traffic = story.unseen.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    records = list(scenarios.to_log_records(traffic, scorer, 1, time.time(), id_prefix="req"))
+    for start in range(0, len(records), 500):
+        when = datetime.now(UTC)
+        name_ = layout.request_log_object(when, uuid.uuid4().hex[:8])
+        gcs.write_bytes("test", layout.gs_uri(bucket, name_), requestlog.encode_batch(records[start : start + 500]))
+    labels_file = tmp_path / "labels.csv"
+    lines = ["request_id,churned,observed_at"] + [
+        f"{r['request_id']},{churn},2026-11-20T00:00:00Z" for r, churn in zip(records, traffic["Churn"], strict=True)
+    ]
+    labels_file.write_text("\n".join(lines) + "\n")
+    uri, count = ground_truth.import_labels(settings, labels_file)
+    assert count == len(traffic) and uri.startswith(f"gs://{bucket}/labels/")
+    return settings, v1, client
+
+
+def request_for(settings, champion_version=1):
+    now = datetime.now(UTC)
+    return RetrainRequested(
+        model_name=settings.model_name,
+        champion_version=champion_version,
+        reason="test drift",
+        rules=("share",),
+        drift_share=0.6,
+        drifted_columns=("Contract",),
+        window_start=now,
+        window_end=now,
+        window_rows=500,
+        check_id="check-1",
+        report_uri=f"gs://{settings.bucket}/reports/r.html",
+    )
+
+
+def test_retrain_on_labelled_segment_traffic_is_promoted_and_better_on_the_segment(loop):
+    settings, v1, client = loop
+    request = request_for(settings)
+    store = StateStore(settings.project, settings.bucket, settings.model_name)
+    store.write(confirm(claim(request, datetime.now(UTC)), datetime.now(UTC)), 0)
+
+    outcome = job.run(settings, request, "msg-1")
+
+    assert outcome.status == "promoted" and outcome.version == 2
+    assert client.version_by_alias(settings.model_name, "champion").version == 2
+    tags = MlflowClient().get_model_version(settings.model_name, "2").tags
+    assert tags["churnflow.trigger_message_id"] == "msg-1"
+    assert tags["churnflow.drift_report_uri"] == request.report_uri
+    assert tags["churnflow.gate_decision"] == "promote"
+    assert len(tags[registry.TAG_FINGERPRINT]) == 64 and tags[registry.TAG_FINGERPRINT] != v1.data_fingerprint
+    assert int(tags["churnflow.recent_train_rows"]) > 1000
+    recent_gain = float(tags["churnflow.challenger_recent.roc_auc"]) - float(tags["churnflow.champion_recent.roc_auc"])
+    assert recent_gain > 0.005  # better on held-out rows of the shifted segment
+    state, _ = store.read()
+    assert state.status is RetrainStatus.PROMOTED and state.promoted_version == 2
+
+    again = job.run(settings, request, "msg-1")
+    assert again.status == "skipped" and "already done: promoted" in again.reason
+    stale = job.run(settings, request_for(settings, champion_version=1), "msg-2")
+    assert stale.status == "skipped" and "champion moved from v1 to v2" in stale.reason
+    assert [v.version for v in MlflowClient().search_model_versions(f"name='{settings.model_name}'")] == ["2", "1"]
+
+
+def test_a_challenger_trained_on_shuffled_labels_is_refused(loop, story):
+    settings, _, client = loop
+    shuffled = story.base.copy()
+    shuffled["Churn"] = shuffled["Churn"].sample(frac=1.0, random_state=3).to_numpy()
+    bad_uri = layout.gs_uri(settings.bucket, "data/shuffled.csv")
+    gcs.write_bytes("test", bad_uri, shuffled.to_csv(index=False).encode())
+    bad_settings = settings.model_copy(update={"data_uri": bad_uri})
+
+    outcome = job.run(bad_settings, None, "manual-bad")
+
+    assert outcome.status == "rejected"
+    assert "below the floor" in outcome.reason or "< champion AUC" in outcome.reason
+    assert client.version_by_alias(settings.model_name, "champion").version == 1
+    assert client.version_by_alias(settings.model_name, "challenger").version == 2
+    assert MlflowClient().get_model_version(settings.model_name, "2").tags["churnflow.gate_decision"] == "reject"
+
+
+def test_a_job_dying_before_the_alias_moves_changes_nothing_and_the_rerun_succeeds(loop, monkeypatch):
+    settings, _, client = loop
+    request = request_for(settings)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed half-way")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(registry, "set_alias", crash)
+        with pytest.raises(RuntimeError, match="killed half-way"):
+            job.run(settings, request, "msg-crash")
+    assert client.version_by_alias(settings.model_name, "champion").version == 1
+    assert gcs.read_json("test", settings.bucket, job.run_record(request.request_id)) == (None, 0)
+
+    outcome = job.run(settings, request, "msg-crash")
+    assert outcome.status == "promoted" and outcome.version == 3
+    assert client.version_by_alias(settings.model_name, "champion").version == 3
+
+
+class RecordingLauncher:
+    def __init__(self):
+        self.launched = []
+
+    def launch(self, env):
+        self.launched.append(dict(env))
+        return f"exec-{len(self.launched)}"
+
+
+def envelope(data: bytes, message_id: str) -> dict:
+    return {"messageId": message_id, "data": base64.b64encode(data).decode(), "attributes": {}}
+
+
+def test_trigger_starts_one_execution_per_message_and_rejects_bad_ones(stack_env):
+    settings = RetrainSettings(bucket=stack_env["CHURNFLOW_BUCKET"], CHURNFLOW_PROJECT="test")
+    launcher = RecordingLauncher()
+    request = request_for(settings)
+    message_id = f"m-{uuid.uuid4().hex[:8]}"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(
+            pool.map(lambda _: trigger.handle(envelope(request.to_bytes(), message_id), settings, launcher), range(8))
+        )
+    assert sorted(o.status for o in outcomes) == ["duplicate"] * 7 + ["started"]
+    (env,) = launcher.launched
+    assert env[job.MESSAGE_ID_ENV] == message_id
+    assert RetrainRequested.model_validate_json(env[job.REQUEST_ENV]) == request
+
+    bad = [
+        {"messageId": "b1", "data": "%%% not base64"},
+        envelope(b"{not json", "b2"),
+        envelope(b'{"kind": "retrain-requested"}', "b3"),
+        envelope(b'{"kind": "something-else"}', "b4"),
+        {"data": base64.b64encode(request.to_bytes()).decode()},
+    ]
+    results = [trigger.handle(message, settings, launcher) for message in bad]
+    assert [r.status for r in results] == ["rejected"] * 5
+    assert "champion_version" in results[2].detail and "no messageId" in results[4].detail
+    assert len(launcher.launched) == 1
