@@ -63,6 +63,17 @@ def _retrain(args: argparse.Namespace) -> int:
     return job_main()
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from churnflow import demo
+    from churnflow.local import stack
+
+    if args.down:
+        stopped = stack.down(demo.demo_settings())
+        print(f"stopped: {', '.join(stopped)}" if stopped else "the demo stack was not running")
+        return 0
+    return demo.main(keep=args.keep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     from churnflow.local.stack import register_cli
@@ -84,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     promote.set_defaults(handler=_promote)
     retrain = commands.add_parser("retrain", help="run one retrain now (as the Cloud Run Job does)")
     retrain.set_defaults(handler=_retrain)
+    demo = commands.add_parser("demo", help="run the whole loop locally on real emulators, as a timeline")
+    demo.add_argument("--keep", action="store_true", help="leave the demo stack running afterwards")
+    demo.add_argument("--down", action="store_true", help="stop a demo stack left running with --keep")
+    demo.set_defaults(handler=_demo)
     register_cli(commands)
     return parser
 

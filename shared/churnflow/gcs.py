@@ -13,10 +13,14 @@ from google.cloud import storage
 from churnflow.layout import parse_gs_uri
 
 
-@cache
 def client(project: str) -> storage.Client:
-    """A storage client; against the emulator it uses anonymous credentials."""
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
+    """A storage client (one per project and endpoint); against the emulator it uses anonymous credentials."""
+    return _client(project, os.environ.get("STORAGE_EMULATOR_HOST"))
+
+
+@cache
+def _client(project: str, emulator_host: str | None) -> storage.Client:
+    if emulator_host:
         from google.auth.credentials import AnonymousCredentials
 
         return storage.Client(project=project, credentials=AnonymousCredentials())

@@ -10,6 +10,7 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,7 @@ def configure_client(settings: CommonSettings) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(settings.registry_timeout_s, 1) * 6)))
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     check_reachable(settings.mlflow_tracking_uri, settings.registry_timeout_s)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
 
@@ -112,7 +114,10 @@ def log_and_register(
     mlflow.set_experiment(experiment)
     client = MlflowClient()
     example = train_features.head(5)
-    signature = infer_signature(example, model.predict_proba(example))
+    with warnings.catch_warnings():
+        # the hint about integer columns and missing values does not apply: the schema forbids missing values
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+        signature = infer_signature(example, model.predict_proba(example))
     with mlflow.start_run() as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)

@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class CommonSettings(BaseSettings):
     """What every deployable shares: where the bucket, registry and topic are."""
 
-    model_config = SettingsConfigDict(env_prefix="CHURNFLOW_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CHURNFLOW_", frozen=True, extra="ignore", populate_by_name=True)
 
     project: str = Field("churnflow-local", validation_alias=AliasChoices("CHURNFLOW_PROJECT", "GOOGLE_CLOUD_PROJECT"))
     bucket: str = "churnflow-local"
@@ -54,7 +54,9 @@ class RetrainSettings(TrainSettings):
         0.3, gt=0, lt=1, description="Share of labelled recent traffic kept out of training, for evaluation."
     )
     lock_ttl_s: float = Field(3_600.0, gt=0, description="A retrain lock older than this is taken as abandoned.")
-    job_launcher: str = Field("subprocess", pattern="^(subprocess|cloud-run)$", description="How the trigger starts the job.")
+    job_launcher: str = Field(
+        "subprocess", pattern="^(subprocess|cloud-run)$", description="How the trigger starts the job."
+    )
     region: str = "europe-west1"
     job_name: str = "churnflow-retrain"
     job_log_dir: Path | None = Field(None, description="Where a locally launched job writes its log.")
@@ -73,6 +75,14 @@ class LocalStackSettings(BaseSettings):
     gcs_port: int = 4443
     pubsub_port: int = 8085
     mlflow_port: int = 5000
+    predict_port: int = 8080
+    monitor_port: int = 8081
+    trigger_port: int = 8082
+    scheduler_port: int = 8083
+    schedule_every_s: float = Field(60.0, gt=0, description="How often the local scheduler calls the monitor.")
+    predict_poll_interval_s: float = Field(
+        5.0, gt=0, description="How often the local predict service polls the alias."
+    )
     startup_timeout_s: float = Field(60.0, gt=0)
 
 
@@ -110,7 +120,8 @@ class MonitorSettings(CommonSettings):
         True, description="Start the window where the last decided check ended (else: the last window_hours)."
     )
     min_rows: int = Field(300, ge=1, description="Below this many valid rows a check decides nothing.")
-    sample_rows: int = Field(50_000, ge=1_000, description="Rows drawn from a larger window for the drift test.")
+    sample_rows: int = Field(20_000, ge=1_000, description="Rows drawn from a larger window for the drift test.")
+    sample_objects: int = Field(64, ge=2, description="Most request-log batches read (time-stratified) per check.")
     sample_confidence: float = Field(0.99, gt=0, lt=1, description="Confidence of the stated sampling error bound.")
     sample_seed: int = Field(0, description="Seed of the row sampling, for reproducible checks.")
     read_workers: int = Field(16, ge=1, le=64, description="Request-log objects downloaded in parallel.")
@@ -130,7 +141,9 @@ class MonitorSettings(CommonSettings):
     )
     cooldown_s: float = Field(21_600.0, ge=0, description="No retrain request this long after a retrain finished.")
     claim_ttl_s: float = Field(300.0, gt=0, description="A trigger claim never confirmed expires after this.")
-    request_ttl_s: float = Field(21_600.0, gt=0, description="A pending/running retrain older than this no longer blocks.")
+    request_ttl_s: float = Field(
+        21_600.0, gt=0, description="A pending/running retrain older than this no longer blocks."
+    )
     publish_timeout_s: float = Field(30.0, gt=0, description="Timeout of the Pub/Sub publish.")
     monitoring_experiment: str = "churn-monitoring"
     report_index_size: int = Field(100, ge=1, description="Past checks kept in the report index.")

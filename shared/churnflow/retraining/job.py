@@ -45,6 +45,11 @@ class RetrainOutcome:
     champion_version: int | None = None
     challenger_metrics: dict[str, float] | None = None
     champion_metrics: dict[str, float] | None = None
+    challenger_recent: dict[str, float] | None = None
+    champion_recent: dict[str, float] | None = None
+
+
+RUN_RECORDS_PREFIX = f"{layout.STATE_PREFIX}retrain-runs/"
 
 
 def run_record(key: str) -> str:
@@ -135,6 +140,8 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
         champion.version if champion else None,
         challenger_metrics,
         champion_metrics,
+        challenger_recent,
+        champion_recent,
     )
 
 
