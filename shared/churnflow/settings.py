@@ -98,7 +98,7 @@ class PredictSettings(CommonSettings):
     max_body_bytes: int = Field(2_000_000, gt=0, description="Largest request body accepted (else 413).")
     api_token: SecretStr | None = Field(None, description="Bearer token required on /predict* when set.")
     log_requests: bool = Field(True, description="Write every scored row to the request log in GCS.")
-    log_flush_rows: int = Field(1000, gt=0, description="Flush the request log once this many rows wait.")
+    log_flush_rows: int = Field(5000, gt=0, description="Flush the request log once this many rows wait.")
     log_flush_age_s: float = Field(5.0, gt=0, description="Flush the request log at least this often.")
     log_upload_timeout_s: float = Field(5.0, gt=0, description="Timeout of one request-log upload.")
     spool_dir: Path = Field(
@@ -118,6 +118,9 @@ class MonitorSettings(CommonSettings):
     window_hours: float = Field(24.0, gt=0, description="Longest look-back of a check, in hours.")
     since_last_check: bool = Field(
         True, description="Start the window where the last decided check ended (else: the last window_hours)."
+    )
+    settle_s: float = Field(
+        5.0, ge=0, description="The window ends this long before now, so batches still uploading are not skipped."
     )
     min_rows: int = Field(300, ge=1, description="Below this many valid rows a check decides nothing.")
     sample_rows: int = Field(20_000, ge=1_000, description="Rows drawn from a larger window for the drift test.")
@@ -146,4 +149,5 @@ class MonitorSettings(CommonSettings):
     )
     publish_timeout_s: float = Field(30.0, gt=0, description="Timeout of the Pub/Sub publish.")
     monitoring_experiment: str = "churn-monitoring"
+    label_lookback_days: int = Field(30, ge=0, description="Labelled requests this recent measure the champion.")
     report_index_size: int = Field(100, ge=1, description="Past checks kept in the report index.")

@@ -36,6 +36,7 @@ def test_drift_retrain_promotion_and_hot_swap(loop_stack):
     assert decided[0].status is Status.NO_DRIFT and decided[0].champion_version == 1
     assert decided[-1].status is Status.DRIFT and decided[-1].trigger.action == "published"
     assert [c.status for c in decided].count(Status.DRIFT) == 1
+    assert decided[-1].performance is not None and decided[-1].performance.rows > 1000  # labels had arrived
     assert result.job_runs == 1
     assert result.retrain_status == "promoted" and result.promoted_version == 2
     assert set(result.versions_served) == {1, 2} and result.versions_served[2] > 0

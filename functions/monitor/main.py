@@ -1,0 +1,55 @@
+"""Cloud Function of the drift monitor: `POST /` runs a check (Cloud Scheduler), `GET /view_report` shows them.
+
+Run locally: functions-framework --target=monitor --source=functions/monitor/main.py --port 8081
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+import flask
+import functions_framework
+
+from churnflow.logs import configure_logging
+from churnflow.monitoring import views
+from churnflow.monitoring.check import run_check
+from churnflow.monitoring.errors import MonitorUnavailable
+from churnflow.monitoring.reports import ReportStore
+from churnflow.settings import MonitorSettings
+
+log = logging.getLogger("churnflow.monitor")
+JSON = {"Content-Type": "application/json"}
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+
+
+@cache
+def settings() -> MonitorSettings:
+    """The function's settings, read from the environment on the first request."""
+    configure_logging()
+    return MonitorSettings()
+
+
+@functions_framework.http
+def monitor(request: flask.Request) -> tuple[str | bytes, int, dict[str, str]]:
+    """Dispatch: the report viewer on GET /view_report, a drift check on POST; any upstream failure → 503."""
+    config = settings()
+    viewing = request.path.rstrip("/").endswith("/view_report")
+    if request.method != ("GET" if viewing else "POST"):
+        return '{"error": "method not allowed"}', 405, JSON
+    try:
+        if not viewing:
+            return run_check(config).model_dump_json(), 200, JSON
+        store = ReportStore(config.project, config.bucket)
+        check = request.args.get("check")
+        if check and request.args.get("raw") == "1":
+            report = store.read_report(check)
+            return (report, 200, HTML) if report else ("no such report", 404, HTML)
+        latest = store.read_latest()
+        return views.index_page(store.read_index(), check or (latest.check_id if latest else None)), 200, HTML
+    except MonitorUnavailable as error:
+        log.error("check failed, to be retried: %s", error)
+        return flask.json.dumps({"error": str(error)}), 503, JSON
+    except Exception:
+        log.exception("check failed unexpectedly")
+        return '{"error": "internal error"}', 500, JSON

@@ -1,0 +1,51 @@
+"""The champion a check monitors: its version, compiled scorer and drift reference (its training rows)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import pandas as pd
+
+from churnflow import data, gcs, schema
+from churnflow.compiled import CompiledScorer
+from churnflow.registry import TAG_FINGERPRINT, TAG_REFERENCE_URI
+from churnflow.registry_client import RegistryClient, RegistryError
+from churnflow.settings import MonitorSettings
+
+
+class ReferenceMismatch(RegistryError):
+    """The stored reference rows are not the ones the champion was trained on."""
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registered version behind the champion alias and where its reference rows are."""
+
+    version: int
+    scorer: CompiledScorer
+    fingerprint: str
+    reference_uri: str
+
+
+def load_champion(settings: MonitorSettings) -> Champion:
+    """Resolve the champion alias and fetch its compiled scorer (stdlib REST, no MLflow import)."""
+    client = RegistryClient(settings.mlflow_tracking_uri, settings.registry_timeout_s)
+    version = client.version_by_alias(settings.model_name, settings.champion_alias)
+    fingerprint = version.tags.get(TAG_FINGERPRINT)
+    reference_uri = version.tags.get(TAG_REFERENCE_URI)
+    if not fingerprint or not reference_uri:
+        raise RegistryError(f"{version.name} v{version.version} has no {TAG_FINGERPRINT}/{TAG_REFERENCE_URI} tags")
+    return Champion(version.version, CompiledScorer(client.scorer_artifact(version)), fingerprint, reference_uri)
+
+
+def load_reference(project: str, champion: Champion) -> pd.DataFrame:
+    """The champion's training rows (19 features + target), checked against its data fingerprint."""
+    rows = pd.read_parquet(io.BytesIO(gcs.read_bytes(project, champion.reference_uri)))
+    found = data.fingerprint(rows)
+    if found != champion.fingerprint:
+        raise ReferenceMismatch(
+            f"{champion.reference_uri} has fingerprint {found[:12]}…, v{champion.version} was trained on "
+            f"{champion.fingerprint[:12]}…"
+        )
+    return rows[list(schema.FEATURE_NAMES)]

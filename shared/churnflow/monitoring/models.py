@@ -1,0 +1,129 @@
+"""Typed results of a drift check: per-column drift, the policy's decision, the summary written to GCS."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from churnflow.monitoring.performance import LabelledPerformance
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ColumnDrift(_Frozen):
+    """Evidently's verdict on one column: its method, score and threshold."""
+
+    column: str
+    kind: Literal["numeric", "categorical", "prediction"]
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+class DriftResult(_Frozen):
+    """Evidently's drift report reduced to what the policy reads."""
+
+    columns: tuple[ColumnDrift, ...]
+    drifted_features: int = Field(description="Feature columns Evidently flags (DriftedColumnsCount).")
+    drift_share: float = Field(description="Share of the feature columns Evidently flags.")
+    current_rows: int
+    reference_rows: int
+
+    def column(self, name: str) -> ColumnDrift:
+        """The result of one column, by name."""
+        for column in self.columns:
+            if column.column == name:
+                return column
+        raise KeyError(name)
+
+    @property
+    def features(self) -> tuple[ColumnDrift, ...]:
+        """The feature columns (without the prediction)."""
+        return tuple(c for c in self.columns if c.kind != "prediction")
+
+
+class Rule(StrEnum):
+    """The rules of the drift policy, in the order they are reported."""
+
+    SHARE = "share"
+    IMPORTANCE = "importance"
+    PREDICTION = "prediction"
+
+
+class Decision(_Frozen):
+    """What the policy concluded and why: the rules that fired and the numbers they compared."""
+
+    drifted: bool
+    rules_fired: tuple[Rule, ...]
+    reason: str
+    noise_floor: float = Field(description="Score below which a column is treated as sampling noise.")
+    importance_drift_share: float = Field(description="Share of the champion's feature importance that drifted.")
+    prediction_score: float
+    counted_columns: tuple[str, ...] = Field(description="Features that count as drifted for the model-aware rules.")
+
+
+class Status(StrEnum):
+    """The outcome of a check."""
+
+    DRIFT = "drift"
+    NO_DRIFT = "no_drift"
+    INSUFFICIENT_DATA = "insufficient_data"
+
+
+class WindowStats(_Frozen):
+    """The window a check read, and what it found there (damage is counted, never raised)."""
+
+    start: datetime
+    end: datetime
+    objects: int = Field(description="Request-log batches in the window.")
+    objects_read: int
+    corrupt_objects: int = Field(description="Unreadable batches among those read (skipped).")
+    unnamed_objects: int = Field(description="Objects in the window's partitions with no time in their name.")
+    lines: int = Field(description="Lines in the window (extrapolated by size when not all batches were read).")
+    parsed_lines: int
+    bad_lines: int = Field(description="Parsed lines that are not JSON (skipped).")
+    bad_rows: int = Field(description="Parsed records that fail the schema (skipped).")
+    valid_rows: int = Field(description="Valid rows in the window (estimated from the sample when sampled).")
+    tested_rows: int = Field(description="Rows given to the drift test.")
+    sampled: bool
+    design_effect: float = Field(description="Kish's design effect of the two-stage sample (1: as good as random).")
+    effective_rows: int = Field(description="tested_rows / design_effect.")
+    sample_error_bound: float = Field(description="DKW bound, at the effective rows, on each column's CDF error.")
+    model_versions: dict[int, int] = Field(description="Model versions that scored the tested rows.")
+
+
+class TriggerOutcome(_Frozen):
+    """Whether this check asked for a retrain."""
+
+    action: Literal["none", "published", "suppressed"]
+    reason: str
+    request_id: str | None = None
+    message_id: str | None = None
+
+
+class CheckSummary(_Frozen):
+    """The JSON summary of one check: the response body, the object in GCS and the MLflow run."""
+
+    check_id: str
+    checked_at: datetime
+    status: Status
+    model_name: str
+    champion_version: int
+    data_fingerprint: str
+    window: WindowStats
+    decision: Decision | None = None
+    drift: DriftResult | None = None
+    report_uri: str | None = None
+    summary_uri: str
+    trigger: TriggerOutcome
+    performance: LabelledPerformance | None = Field(
+        None, description="The champion's quality on labelled recent requests, when labels exist."
+    )
+    mlflow_run_id: str | None = None
+    duration_s: float = 0.0

@@ -1,0 +1,69 @@
+"""How well the champion did on recent traffic whose outcomes are known (ground-truth labels).
+
+Drift says the inputs moved; labels say whether the model is still right. The performance is measured
+on what the service actually answered: the logged probability of each labelled request scored by the
+champion, so no rescoring is involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from sklearn.metrics import roc_auc_score
+
+from churnflow import ground_truth, layout, requestlog
+from churnflow.settings import CommonSettings
+
+
+class LabelledPerformance(BaseModel):
+    """The champion's quality on labelled recent requests."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_version: int
+    rows: int
+    churn_rate: float
+    roc_auc: float | None  # None when the labelled rows hold a single class
+    accuracy: float
+    lookback_days: int
+
+
+def measure(
+    records: Iterable[Mapping[str, Any]], outcomes: Mapping[str, bool], model_version: int, lookback_days: int
+) -> LabelledPerformance | None:
+    """Performance of `model_version` on the records that have a label; None when none has."""
+    pairs = [
+        (float(r[requestlog.PROBABILITY]), int(bool(r[requestlog.PREDICTION])), int(outcomes[r[requestlog.REQUEST_ID]]))
+        for r in records
+        if r.get(requestlog.MODEL_VERSION) == model_version and r.get(requestlog.REQUEST_ID) in outcomes
+    ]
+    if not pairs:
+        return None
+    probability, predicted, churned = (np.array(column) for column in zip(*pairs, strict=True))
+    auc = float(roc_auc_score(churned, probability)) if len(np.unique(churned)) == 2 else None
+    return LabelledPerformance(
+        model_version=model_version,
+        rows=len(pairs),
+        churn_rate=float(churned.mean()),
+        roc_auc=auc,
+        accuracy=float((predicted == churned).mean()),
+        lookback_days=lookback_days,
+    )
+
+
+def labelled_performance(
+    settings: CommonSettings, now: datetime, model_version: int, lookback_days: int
+) -> LabelledPerformance | None:
+    """The champion's performance on labelled requests of the last `lookback_days` days (None without labels)."""
+    outcomes = ground_truth.read_labels(settings)
+    if not outcomes:
+        return None
+    records: list[dict[str, Any]] = []
+    for day in range(lookback_days + 1):
+        prefix = f"{layout.REQUEST_LOG_PREFIX}dt={(now - timedelta(days=day)):%Y-%m-%d}/"
+        records += ground_truth.read_request_log(settings, prefix).records
+    return measure(records, outcomes, model_version, lookback_days)

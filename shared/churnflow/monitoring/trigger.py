@@ -1,0 +1,149 @@
+"""The retrain-request state of one model and its transitions (pure; stored by `statestore`).
+
+One small JSON object per model records the latest retrain request and how far it got:
+
+    claimed ──publish ok──▶ pending ──job starts──▶ running ──▶ done | promoted | failed
+       └──publish failed: the claim is withdrawn (the previous state is restored)
+
+The monitor may request a retrain (`may_request`) unless a claim is being published (for under
+`claim_ttl_s`), a request for the same champion is pending or running (for under `request_ttl_s`,
+after which it is presumed lost), or a retrain finished less than `cooldown_s` ago: after a promotion
+the new champion first needs fresh traffic, and after a run that did not promote, retraining on
+nearly the same data would change nothing. The retrain job moves the state with `start`, `finish`
+and `fail`, each checking that it acts on its own request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from churnflow.messages import RetrainRequested
+from churnflow.settings import MonitorSettings
+
+STATE_FORMAT = "churnflow.retrain-state/v1"
+
+
+class RetrainStatus(StrEnum):
+    """Where the latest retrain request stands."""
+
+    CLAIMED = "claimed"
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    PROMOTED = "promoted"
+    FAILED = "failed"
+
+
+class RetrainState(BaseModel):
+    """The state object's content (JSON in GCS, see layout.state_object)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: Literal["churnflow.retrain-state/v1"] = STATE_FORMAT
+    model_name: str
+    status: RetrainStatus
+    champion_version: int
+    request_id: str
+    check_id: str
+    report_uri: str
+    requested_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    promoted_version: int | None = None
+    detail: str = ""
+
+
+class InvalidTransition(ValueError):
+    """A transition that the state's current status does not allow."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long claims and requests block new requests, and the cooldown after a finished retrain."""
+
+    claim_ttl_s: float = 300.0
+    request_ttl_s: float = 21_600.0
+    cooldown_s: float = 21_600.0
+
+    @classmethod
+    def from_settings(cls, settings: MonitorSettings) -> Timing:
+        """The timing of the monitor's settings."""
+        return cls(settings.claim_ttl_s, settings.request_ttl_s, settings.cooldown_s)
+
+
+def state_name(model_name: str) -> str:
+    """The name of a model's state object (see layout.state_object)."""
+    return f"retrain-{model_name}"
+
+
+def may_request(state: RetrainState | None, champion_version: int, now: datetime, timing: Timing) -> tuple[bool, str]:
+    """Whether a new retrain request for `champion_version` may go out now, and why (not)."""
+    if state is None:
+        return True, "no retrain on record"
+    age = (now - state.updated_at).total_seconds()
+    if state.status is RetrainStatus.CLAIMED and age < timing.claim_ttl_s:
+        return False, f"another check is publishing request {state.request_id}"
+    if state.status in (RetrainStatus.PENDING, RetrainStatus.RUNNING) and state.champion_version == champion_version:
+        if age < timing.request_ttl_s:
+            return False, f"retrain {state.request_id} for v{champion_version} is {state.status}"
+        return True, f"retrain {state.request_id} has been {state.status} for {age:.0f} s: presumed lost"
+    if state.status in (RetrainStatus.DONE, RetrainStatus.PROMOTED) and state.finished_at is not None:
+        since = (now - state.finished_at).total_seconds()
+        if since < timing.cooldown_s:
+            return False, f"cooldown: last retrain {state.status} {since:.0f} s ago (< {timing.cooldown_s:.0f} s)"
+    return True, f"last retrain is {state.status}"
+
+
+def claim(request: RetrainRequested, now: datetime) -> RetrainState:
+    """The state of a request that is about to be published."""
+    return RetrainState(
+        model_name=request.model_name,
+        status=RetrainStatus.CLAIMED,
+        champion_version=request.champion_version,
+        request_id=request.request_id,
+        check_id=request.check_id,
+        report_uri=request.report_uri,
+        requested_at=now,
+        updated_at=now,
+    )
+
+
+def _move(
+    state: RetrainState | None, request_id: str, allowed: tuple[RetrainStatus, ...], to: RetrainStatus, now: datetime
+) -> RetrainState:
+    if state is None or state.request_id != request_id:
+        current = state.request_id if state else "nothing"
+        raise InvalidTransition(f"state is about {current}, not request {request_id}")
+    if state.status not in allowed:
+        raise InvalidTransition(f"request {request_id} is {state.status}; cannot become {to}")
+    return state.model_copy(update={"status": to, "updated_at": now})
+
+
+def confirm(state: RetrainState, now: datetime) -> RetrainState:
+    """The claim's message was published: the request is pending."""
+    return _move(state, state.request_id, (RetrainStatus.CLAIMED,), RetrainStatus.PENDING, now)
+
+
+def start(state: RetrainState | None, request_id: str, now: datetime) -> RetrainState:
+    """The retrain job started on `request_id` (a rerun of a running job is allowed)."""
+    allowed = (RetrainStatus.CLAIMED, RetrainStatus.PENDING, RetrainStatus.RUNNING)
+    return _move(state, request_id, allowed, RetrainStatus.RUNNING, now)
+
+
+def finish(state: RetrainState | None, request_id: str, now: datetime, promoted_version: int | None) -> RetrainState:
+    """The retrain job ended; `promoted_version` is the new champion, or None if none was promoted."""
+    to = RetrainStatus.PROMOTED if promoted_version is not None else RetrainStatus.DONE
+    moved = _move(state, request_id, (RetrainStatus.RUNNING,), to, now)
+    return moved.model_copy(update={"finished_at": now, "promoted_version": promoted_version})
+
+
+def fail(state: RetrainState | None, request_id: str, now: datetime, detail: str) -> RetrainState:
+    """The retrain job gave up on `request_id`; a new request may follow at once."""
+    allowed = (RetrainStatus.CLAIMED, RetrainStatus.PENDING, RetrainStatus.RUNNING)
+    moved = _move(state, request_id, allowed, RetrainStatus.FAILED, now)
+    return moved.model_copy(update={"finished_at": now, "detail": detail})

@@ -1,0 +1,75 @@
+"""The Evidently adapter: column mapping from the schema, results read by metric type and column name."""
+
+import random
+
+import pytest
+
+from churnflow import scenarios, schema
+from churnflow.compiled import CompiledScorer, compile_pipeline
+from churnflow.monitoring import drift
+
+
+@pytest.fixture(scope="module")
+def scorer(training_result):
+    return CompiledScorer(compile_pipeline(training_result.model))
+
+
+@pytest.fixture(scope="module")
+def measured(dataset, training_result, scorer):
+    reference = drift.with_prediction(training_result.train, scorer)
+    current = drift.with_prediction(scenarios.window(dataset, "month_to_month_fibre", 1000, seed=0), scorer)
+    return drift.measure(reference, current, drift.DriftConfig())
+
+
+def test_data_definition_comes_from_the_schema():
+    definition = drift.data_definition()
+    assert definition.numerical_columns == [*schema.NUMERIC_NAMES, "churn_probability"]
+    assert definition.categorical_columns == list(schema.CATEGORICAL_NAMES)
+
+
+def test_prediction_column_is_the_champion_probability(dataset, scorer):
+    rows = dataset.head(5)
+    frame = drift.with_prediction(rows, scorer)
+    assert list(frame.columns) == list(drift.COLUMNS)
+    assert frame["churn_probability"].tolist() == pytest.approx(scorer.probabilities(rows.to_dict("records")))
+
+
+def test_result_has_every_column_with_its_configured_method(measured):
+    result, _ = measured
+    assert [c.column for c in result.columns] == list(drift.COLUMNS)
+    for column in result.columns:
+        expected = "jensenshannon" if column.kind == "categorical" else "wasserstein"
+        assert (column.method, column.threshold) == (expected, 0.1)
+        assert column.drifted == (column.score >= column.threshold)  # distance methods: drift at or above
+    assert result.current_rows == 1000 and result.reference_rows == 5634
+
+
+def test_shift_toward_month_to_month_fibre_moves_the_segment_columns(measured):
+    result, _ = measured
+    assert result.column("Contract").drifted and result.column("InternetService").drifted
+    assert result.column("churn_probability").score > 0.3
+    assert not result.column("gender").drifted
+    assert result.drifted_features == sum(c.drifted for c in result.features)
+    assert result.drift_share == pytest.approx(result.drifted_features / 19)
+
+
+def test_parsing_ignores_the_order_of_metrics_and_tests(measured):
+    result, snapshot = measured
+    shuffled = snapshot.dict()
+    random.Random(3).shuffle(shuffled["metrics"])
+    random.Random(4).shuffle(shuffled["tests"])
+    assert drift.parse_snapshot(shuffled, 1000, 5634) == result
+
+
+def test_parsing_refuses_a_snapshot_without_a_column(measured):
+    _, snapshot = measured
+    content = snapshot.dict()
+    content["metrics"] = [m for m in content["metrics"] if m["config"].get("column") != "tenure"]
+    with pytest.raises(ValueError, match="tenure"):
+        drift.parse_snapshot(content, 1000, 5634)
+
+
+def test_snapshot_renders_a_standalone_html_report(measured):
+    _, snapshot = measured
+    html = snapshot.get_html_str(as_iframe=False)
+    assert html.lstrip().lower().startswith("<!doctype html>") and "churn_probability" in html

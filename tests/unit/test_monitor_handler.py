@@ -1,0 +1,115 @@
+"""The monitor function's thin handler (dispatch, status codes) and the report index page, without servers."""
+
+import importlib.util
+import json
+from datetime import UTC, datetime
+
+import flask
+import pytest
+
+from churnflow.monitoring.errors import MonitorUnavailable
+from churnflow.monitoring.models import Status
+from churnflow.monitoring.reports import IndexEntry, ReportIndex
+from churnflow.monitoring.views import index_page
+from churnflow.settings import REPO_ROOT
+
+T0 = datetime(2026, 11, 5, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def main(monkeypatch):
+    spec = importlib.util.spec_from_file_location("monitor_main", REPO_ROOT / "functions" / "monitor" / "main.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "configure_logging", lambda: None)  # keep pytest's log capture
+    return module
+
+
+def entry(check_id, status=Status.DRIFT, report=True):
+    return IndexEntry(
+        check_id=check_id,
+        checked_at=T0,
+        status=status,
+        drift_share=0.21 if report else None,
+        rules_fired=("importance", "prediction") if status == Status.DRIFT else (),
+        champion_version=2,
+        window_start=T0,
+        window_end=T0,
+        valid_rows=2000,
+        report_uri=f"gs://b/reports/checks/{check_id}/report.html" if report else None,
+        summary_uri=f"gs://b/reports/checks/{check_id}/summary.json",
+    )
+
+
+class FakeStore:
+    def __init__(self, *_):
+        pass
+
+    def read_report(self, check_id):
+        return b"<html>evidently</html>" if check_id == "20261105T120000Z-0123abcd" else None
+
+    def read_latest(self):
+        return entry("20261105T120000Z-0123abcd")
+
+    def read_index(self):
+        return ReportIndex(
+            entries=(entry("20261105T120000Z-0123abcd"), entry("20261105T110000Z-89abcdef", report=False))
+        )
+
+
+def call(main, method, path, query=""):
+    app = flask.Flask("test")
+    with app.test_request_context(path, method=method, query_string=query):
+        return main.monitor(flask.request)
+
+
+def test_post_runs_a_check_and_returns_its_summary(main, monkeypatch):
+    class Summary:
+        def model_dump_json(self):
+            return '{"status": "no_drift"}'
+
+    monkeypatch.setattr(main, "run_check", lambda settings: Summary())
+    body, status, headers = call(main, "POST", "/")
+    assert (status, json.loads(body), headers["Content-Type"]) == (200, {"status": "no_drift"}, "application/json")
+
+
+def test_upstream_failure_is_503_and_a_bug_is_500(main, monkeypatch):
+    def unavailable(settings):
+        raise MonitorUnavailable("NotFound: bucket gone")
+
+    monkeypatch.setattr(main, "run_check", unavailable)
+    body, status, _ = call(main, "POST", "/")
+    assert status == 503 and json.loads(body) == {"error": "NotFound: bucket gone"}
+
+    monkeypatch.setattr(main, "run_check", lambda settings: 1 / 0)
+    assert call(main, "POST", "/")[1] == 500
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/"), ("POST", "/view_report"), ("DELETE", "/")])
+def test_other_methods_are_refused(main, method, path):
+    assert call(main, method, path)[1] == 405
+
+
+def test_view_report_lists_checks_and_embeds_the_latest(main, monkeypatch):
+    monkeypatch.setattr(main, "ReportStore", FakeStore)
+    page, status, headers = call(main, "GET", "/view_report")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert page.count("<tr>") == 3  # header + two checks
+    assert '<iframe src="view_report?check=20261105T120000Z-0123abcd&amp;raw=1">' in page
+    assert '<a href="view_report?check=20261105T120000Z-0123abcd">report</a>' in page
+    assert "importance, prediction" in page and page.count('<td class="drift">drift</td>') == 2
+
+
+def test_view_report_serves_a_raw_report_or_404(main, monkeypatch):
+    monkeypatch.setattr(main, "ReportStore", FakeStore)
+    query = {"check": "20261105T120000Z-0123abcd", "raw": "1"}
+    assert call(main, "GET", "/view_report", query)[:2] == (b"<html>evidently</html>", 200)
+    assert call(main, "GET", "/view_report", {"check": "../../etc", "raw": "1"})[1] == 404
+
+
+def test_index_page_escapes_and_handles_no_checks():
+    assert "no checks yet" in index_page(ReportIndex(), None) and "No drift report yet" in index_page(
+        ReportIndex(), None
+    )
+    page = index_page(ReportIndex(), '"><script>')
+    assert "<script>" not in page and "&quot;&gt;&lt;script&gt;" in page

@@ -1,0 +1,119 @@
+"""The retrain-request state machine and the RetrainRequested message (pure)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from churnflow.messages import RetrainRequested
+from churnflow.monitoring import trigger
+from churnflow.monitoring.trigger import InvalidTransition, RetrainStatus, Timing
+
+NOW = datetime(2026, 11, 5, 12, tzinfo=UTC)
+TIMING = Timing(claim_ttl_s=300, request_ttl_s=6 * 3600, cooldown_s=3600)
+
+
+def request(version=3, **changes):
+    fields = {
+        "model_name": "churn",
+        "champion_version": version,
+        "reason": "prediction: predicted churn probability drift 0.400 (rule ≥ 0.200)",
+        "rules": ("prediction",),
+        "drift_share": 0.21,
+        "drifted_columns": ("tenure", "churn_probability"),
+        "window_start": NOW - timedelta(hours=1),
+        "window_end": NOW,
+        "window_rows": 2000,
+        "check_id": "20261105T120000Z-0123abcd",
+        "report_uri": "gs://b/reports/checks/20261105T120000Z-0123abcd/report.html",
+    }
+    return RetrainRequested(**(fields | changes))
+
+
+def state(status, age_s=0.0, version=3, finished_age_s=None):
+    base = trigger.claim(request(version), NOW - timedelta(seconds=age_s))
+    finished = NOW - timedelta(seconds=finished_age_s) if finished_age_s is not None else None
+    return base.model_copy(update={"status": status, "finished_at": finished})
+
+
+def test_message_round_trips_and_carries_attributes():
+    message = request()
+    assert RetrainRequested.from_bytes(message.to_bytes()) == message
+    assert message.attributes() == {
+        "kind": "retrain-requested",
+        "model_name": "churn",
+        "champion_version": "3",
+        "request_id": message.request_id,
+    }
+    assert len(message.request_id) == 32 and message.created_at.tzinfo is not None
+    assert request().request_id != message.request_id
+
+
+def test_message_rejects_a_bad_body():
+    with pytest.raises(ValidationError):
+        RetrainRequested.from_bytes(b'{"model_name": "churn", "champion_version": 0}')
+
+
+@pytest.mark.parametrize(
+    ("current", "allowed", "why"),
+    [
+        (None, True, "no retrain on record"),
+        (state(RetrainStatus.CLAIMED, age_s=10), False, "another check is publishing"),
+        (state(RetrainStatus.CLAIMED, age_s=600), True, "last retrain is claimed"),
+        (state(RetrainStatus.PENDING, age_s=60), False, "is pending"),
+        (state(RetrainStatus.RUNNING, age_s=3600), False, "is running"),
+        (state(RetrainStatus.RUNNING, age_s=7 * 3600), True, "presumed lost"),
+        (state(RetrainStatus.PENDING, age_s=60, version=2), True, "last retrain is pending"),
+        (state(RetrainStatus.PROMOTED, finished_age_s=600), False, "cooldown"),
+        (state(RetrainStatus.DONE, finished_age_s=600), False, "cooldown"),
+        (state(RetrainStatus.PROMOTED, finished_age_s=7200), True, "last retrain is promoted"),
+        (state(RetrainStatus.FAILED, finished_age_s=60), True, "last retrain is failed"),
+    ],
+)
+def test_may_request(current, allowed, why):
+    decision, reason = trigger.may_request(current, 3, NOW, TIMING)
+    assert decision is allowed and why in reason
+
+
+def test_request_lifecycle():
+    message = request()
+    claimed = trigger.claim(message, NOW)
+    assert (claimed.status, claimed.request_id, claimed.champion_version) == ("claimed", message.request_id, 3)
+    pending = trigger.confirm(claimed, NOW)
+    running = trigger.start(pending, message.request_id, NOW + timedelta(minutes=1))
+    assert running.status is RetrainStatus.RUNNING and running.updated_at == NOW + timedelta(minutes=1)
+    assert trigger.start(running, message.request_id, NOW).status is RetrainStatus.RUNNING  # a rerun
+    promoted = trigger.finish(running, message.request_id, NOW + timedelta(minutes=9), promoted_version=4)
+    assert (promoted.status, promoted.promoted_version) == (RetrainStatus.PROMOTED, 4)
+    assert promoted.finished_at == NOW + timedelta(minutes=9)
+    done = trigger.finish(running, message.request_id, NOW, promoted_version=None)
+    assert done.status is RetrainStatus.DONE and done.promoted_version is None
+
+
+def test_failure_is_recorded_with_its_detail():
+    claimed = trigger.claim(request(), NOW)
+    failed = trigger.fail(claimed, claimed.request_id, NOW, "publish failed: boom")
+    assert failed.status is RetrainStatus.FAILED and failed.detail == "publish failed: boom"
+    assert trigger.may_request(failed, 3, NOW, TIMING)[0]
+
+
+def test_transitions_check_status_and_request():
+    claimed = trigger.claim(request(), NOW)
+    with pytest.raises(InvalidTransition, match="cannot become done"):
+        trigger.finish(claimed, claimed.request_id, NOW, None)
+    with pytest.raises(InvalidTransition, match="not request other"):
+        trigger.start(claimed, "other", NOW)
+    with pytest.raises(InvalidTransition, match="about nothing"):
+        trigger.start(None, "other", NOW)
+    done = trigger.finish(trigger.start(claimed, claimed.request_id, NOW), claimed.request_id, NOW, None)
+    with pytest.raises(InvalidTransition):
+        trigger.confirm(done, NOW)
+
+
+def test_state_serialises_to_the_documented_json():
+    claimed = trigger.claim(request(), NOW)
+    stored = claimed.model_dump(mode="json")
+    assert stored["format"] == "churnflow.retrain-state/v1" and stored["status"] == "claimed"
+    assert stored["requested_at"] == "2026-11-05T12:00:00Z" and stored["finished_at"] is None
+    assert trigger.RetrainState.model_validate(stored) == claimed
+    assert trigger.state_name("churn") == "retrain-churn"
