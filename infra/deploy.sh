@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Roll out one image tag: the predict and monitor services, the retrain job and its trigger.
+# Run by CI on every commit to main (make deploy) and by up.sh. Usage: infra/deploy.sh TAG
+set -euo pipefail
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+tag="${1:?usage: deploy.sh TAG}"
+
+mlflow_url="$(service_url "${MLFLOW_SERVICE}")"
+common_env="CHURNFLOW_PROJECT=${PROJECT_ID},GOOGLE_CLOUD_PROJECT=${PROJECT_ID},CHURNFLOW_BUCKET=${BUCKET}"
+common_env+=",CHURNFLOW_RETRAIN_TOPIC=${RETRAIN_TOPIC},MLFLOW_TRACKING_URI=${mlflow_url}"
+# all egress through the VPC: that is how the services reach the internal-only MLflow
+vpc=(--network="${NETWORK}" --subnet="${SUBNET}" --vpc-egress=all-traffic)
+
+# deploy_service NAME FLAGS...: a new service is created private; later deploys leave its access as
+# access.sh set it, so CI needs no IAM rights on services
+deploy_service() {
+  local name=$1
+  shift
+  local access=()
+  if ! gcloud run services describe "${name}" --region="${REGION}" --format=none 2>/dev/null; then
+    access=(--no-allow-unauthenticated)
+  fi
+  gcloud run deploy "${name}" --region="${REGION}" "${access[@]}" "$@"
+}
+
+log "predict ${tag}"
+# CPU stays allocated between requests: the request log is flushed in the background
+deploy_service "${PREDICT_SERVICE}" --image="${PREDICT_IMAGE}:${tag}" \
+  --service-account="$(sa_email "${PREDICT_SA}")" --set-env-vars="${common_env}" "${vpc[@]}" \
+  --ingress=all --cpu=1 --memory=512Mi --concurrency=80 --no-cpu-throttling --cpu-boost \
+  --min-instances="${PREDICT_MIN_INSTANCES}" --max-instances="${PREDICT_MAX_INSTANCES}"
+
+log "monitor ${tag}"
+# one check at a time: a drift check is CPU-bound (Evidently) and holds the window's rows in memory
+deploy_service "${MONITOR_SERVICE}" --image="${MONITOR_IMAGE}:${tag}" \
+  --service-account="$(sa_email "${MONITOR_SA}")" --set-env-vars="${common_env}" "${vpc[@]}" \
+  --ingress=all --cpu=2 --memory=2Gi --concurrency=1 --max-instances=1 --timeout=900
+
+log "retrain job ${tag}"
+gcloud run jobs deploy "${RETRAIN_JOB}" --region="${REGION}" --image="${RETRAIN_IMAGE}:${tag}" \
+  --service-account="$(sa_email "${RETRAIN_SA}")" \
+  --set-env-vars="${common_env},CHURNFLOW_DATA_URI=gs://${BUCKET}/${TRAINING_DATA_OBJECT}" "${vpc[@]}" \
+  --tasks=1 --max-retries=2 --task-timeout=3600 --cpu=2 --memory=4Gi
+
+log "trigger ${tag}"
+# the retrain image, serving the Pub/Sub push with functions-framework; it starts job executions
+deploy_service "${TRIGGER_SERVICE}" --image="${RETRAIN_IMAGE}:${tag}" \
+  --command=functions-framework \
+  --args=--target=on_retrain_request,--signature-type=cloudevent,--source=functions/retrain/main.py \
+  --service-account="$(sa_email "${TRIGGER_SA}")" \
+  --set-env-vars="${common_env},CHURNFLOW_JOB_LAUNCHER=cloud-run,CHURNFLOW_REGION=${REGION},CHURNFLOW_JOB_NAME=${RETRAIN_JOB}" \
+  "${vpc[@]}" --ingress=internal --cpu=1 --memory=1Gi --max-instances=2 --timeout=60

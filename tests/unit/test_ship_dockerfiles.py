@@ -1,0 +1,169 @@
+"""The Dockerfiles follow the conventions (DESIGN.md 8) and copy only what the build context sends.
+
+No Docker engine runs here: the files are parsed and checked instruction by instruction (and linted
+by hadolint in `make lint`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from churnflow.settings import REPO_ROOT
+
+DOCKERFILES = {
+    "predict": REPO_ROOT / "functions/predict/Dockerfile",
+    "monitor": REPO_ROOT / "functions/monitor/Dockerfile",
+    "retrain": REPO_ROOT / "functions/retrain/Dockerfile",
+    "mlflow": REPO_ROOT / "infra/mlflow/Dockerfile",
+}
+SERVERS = ("predict", "monitor", "mlflow")  # the retrain image's default command is the job (no port)
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    arguments: str
+
+
+def parse(path: Path) -> list[Instruction]:
+    """The instructions of a Dockerfile: comments dropped, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines() if not line.startswith("#")))
+    return [
+        Instruction(keyword.upper(), rest.strip())
+        for keyword, _, rest in (line.strip().partition(" ") for line in text.splitlines() if line.strip())
+    ]
+
+
+def env_of(instructions: list[Instruction]) -> dict[str, str]:
+    found = {}
+    for instruction in instructions:
+        if instruction.keyword == "ENV":
+            found.update(pair.split("=", 1) for pair in shlex.split(instruction.arguments))
+    return found
+
+
+def copies(instructions: list[Instruction]) -> list[tuple[list[str], str]]:
+    """(sources, destination) of every COPY."""
+    result = []
+    for instruction in instructions:
+        if instruction.keyword == "COPY":
+            *sources, destination = shlex.split(instruction.arguments)
+            result.append((sources, destination))
+    return result
+
+
+def index_of(instructions: list[Instruction], predicate) -> int:
+    return next(i for i, instruction in enumerate(instructions) if predicate(instruction))
+
+
+@pytest.fixture(params=sorted(DOCKERFILES))
+def image(request) -> tuple[str, list[Instruction]]:
+    return request.param, parse(DOCKERFILES[request.param])
+
+
+def test_base_is_one_slim_python_for_all_images():
+    bases = {name: parse(path)[0] for name, path in DOCKERFILES.items()}
+    assert {base.keyword for base in bases.values()} == {"FROM"}
+    assert {base.arguments for base in bases.values()} == {"python:3.11-slim-bookworm"}
+
+
+def test_runs_as_a_numeric_non_root_user(image):
+    name, instructions = image
+    users = [instruction.arguments for instruction in instructions if instruction.keyword == "USER"]
+    assert users == ["10001:10001"], name
+    assert index_of(instructions, lambda i: i.keyword == "USER") < index_of(instructions, lambda i: i.keyword == "CMD")
+
+
+def test_python_output_is_unbuffered_and_the_port_is_declared(image):
+    name, instructions = image
+    env = env_of(instructions)
+    assert env["PYTHONUNBUFFERED"] == "1"
+    exposed = [instruction.arguments for instruction in instructions if instruction.keyword == "EXPOSE"]
+    assert exposed == [env["PORT"]], name
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_servers_bind_the_port_cloud_run_passes(name):
+    instructions = parse(DOCKERFILES[name])
+    command = json.loads(next(i.arguments for i in instructions if i.keyword == "CMD"))
+    assert command[:2] == ["sh", "-c"]
+    assert command[2].startswith("exec ")  # the server replaces the shell and receives SIGTERM itself
+    assert '--port "$PORT"' in command[2]
+
+
+def test_retrain_image_runs_the_job_by_default():
+    instructions = parse(DOCKERFILES["retrain"])
+    assert json.loads(next(i.arguments for i in instructions if i.keyword == "CMD")) == [
+        "python",
+        "functions/retrain/job.py",
+    ]
+
+
+def test_dependencies_are_installed_before_the_code_is_copied(image):
+    name, instructions = image
+    first_copy = index_of(instructions, lambda i: i.keyword == "COPY")
+    install = index_of(instructions, lambda i: i.keyword == "RUN" and "pip install" in i.arguments)
+    assert copies(instructions)[0][0] == [str(DOCKERFILES[name].parent.relative_to(REPO_ROOT) / "requirements.txt")]
+    assert first_copy < install
+    later_copies = [i for i in instructions[install:] if i.keyword == "COPY"]
+    assert all("requirements.txt" not in i.arguments for i in later_copies)
+
+
+def test_pip_installs_nothing_but_the_generated_requirements(image):
+    name, instructions = image
+    installs = [i.arguments for i in instructions if i.keyword == "RUN" and "pip" in i.arguments]
+    source = copies(instructions)[0][1]
+    target = source if source.endswith("requirements.txt") else source.rstrip("/") + "/requirements.txt"
+    assert installs == [f"pip install --requirement {target}"], name
+
+
+def test_predict_image_copies_no_training_code_or_data():
+    sources = [source for sources, _ in copies(parse(DOCKERFILES["predict"])) for source in sources]
+    assert sources == [
+        "functions/predict/requirements.txt",
+        "shared/churnflow",
+        "functions/predict/main.py",
+    ]
+
+
+def dockerignore_includes(path: str) -> bool:
+    """Whether the build context keeps `path`: .dockerignore rules in order, the last match wins, and a
+    rule matching a parent directory matches everything below it (Docker's semantics)."""
+
+    def matches(pattern: str, candidate: str) -> bool:
+        regex = re.escape(pattern).replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        return re.fullmatch(regex, candidate) is not None
+
+    parents = [str(Path(*Path(path).parts[: n + 1])) for n in range(len(Path(path).parts))]
+    included = True
+    for line in (REPO_ROOT / ".dockerignore").read_text().splitlines():
+        rule = line.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        negated, pattern = rule.startswith("!"), rule.lstrip("!")
+        if any(matches(pattern, candidate) for candidate in parents):
+            included = negated
+    return included
+
+
+def test_every_copied_file_exists_and_is_sent_to_the_builder(image):
+    name, instructions = image
+    for sources, _ in copies(instructions):
+        for source in sources:
+            path = REPO_ROOT / source
+            files = [path] if path.is_file() else [p for p in path.rglob("*.py") if "__pycache__" not in p.parts]
+            assert files, f"{name}: COPY {source} copies nothing"
+            for file in files:
+                assert dockerignore_includes(str(file.relative_to(REPO_ROOT))), f"{name}: {file} is not in the context"
+
+
+def test_build_context_leaves_out_what_no_image_needs():
+    for path in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", "docs/deploy.md", "bench/predict.py"):
+        assert not dockerignore_includes(path), path
+    assert not dockerignore_includes("shared/churnflow/__pycache__/settings.cpython-311.pyc")

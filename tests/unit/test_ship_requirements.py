@@ -1,0 +1,149 @@
+"""The images' requirements: generated from pyproject.toml, complete for their entry points, and the
+predict image free of training packages (checked on the full dependency closure, not just the file)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from churnflow.settings import REPO_ROOT
+
+TRAINING_ONLY = {"scikit-learn", "pandas", "mlflow", "evidently", "scipy", "pyarrow"}
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("gen_requirements", REPO_ROOT / "infra" / "gen_requirements.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = load_generator()
+PROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+
+
+def requirement_lines(relative: str) -> list[str]:
+    lines = (REPO_ROOT / relative).read_text().splitlines()
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def closure(requirements: list[str]) -> set[str]:
+    """Every distribution `pip install` of `requirements` brings in, resolved with the installed versions."""
+    found: set[str] = set()
+    todo = [(Requirement(line), {""}) for line in requirements]
+    while todo:
+        requirement, extras = todo.pop()
+        if requirement.marker and not any(requirement.marker.evaluate({"extra": e}) for e in extras):
+            continue
+        name = canonicalize_name(requirement.name)
+        wanted = {"", *requirement.extras}
+        if (name, frozenset(wanted)) in found:
+            continue
+        found.add((name, frozenset(wanted)))
+        todo += [(Requirement(line), wanted) for line in metadata.requires(name) or []]
+    return {name for name, _ in found}
+
+
+def test_every_requirements_file_is_what_the_generator_writes():
+    assert gen.main(["--check"]) == 0
+    for relative, deployable in gen.DEPLOYABLES.items():
+        assert (REPO_ROOT / relative).read_text() == gen.render(PROJECT, deployable)
+
+
+def test_generator_takes_core_extras_and_picks_with_their_declared_bounds():
+    retrain = gen.requirements(PROJECT, gen.DEPLOYABLES["functions/retrain/requirements.txt"])
+    assert set(PROJECT["dependencies"]) <= set(retrain)
+    assert set(PROJECT["optional-dependencies"]["train"]) <= set(retrain)
+    assert [line for line in retrain if gen.name_of(line) == "functions-framework"] == [
+        line for line in PROJECT["optional-dependencies"]["monitor"] if gen.name_of(line) == "functions-framework"
+    ]
+    mlflow = gen.requirements(PROJECT, gen.DEPLOYABLES["infra/mlflow/requirements.txt"])
+    assert sorted(gen.name_of(line) for line in mlflow) == ["google-cloud-storage", "mlflow", "psycopg2-binary"]
+
+
+def test_predict_requirements_name_no_training_package():
+    names = {gen.name_of(line) for line in requirement_lines("functions/predict/requirements.txt")}
+    assert names & TRAINING_ONLY == set()
+    assert {"fastapi", "uvicorn", "mangum", "google-cloud-storage"} <= names
+
+
+def test_predict_image_installs_no_training_package_even_indirectly():
+    installed = closure(requirement_lines("functions/predict/requirements.txt"))
+    assert {"fastapi", "uvicorn", "uvloop", "httptools", "pydantic", "numpy"} <= installed
+    assert installed & TRAINING_ONLY == set()
+
+
+# Runs the entry points in this venv with every installed distribution outside the image's closure
+# made unimportable: optional imports then fail (and degrade) exactly as they would in the image.
+PROBE = """
+import json, re, runpy, sys
+from importlib import metadata
+allowed = set(json.loads(sys.argv[1]))
+owners = metadata.packages_distributions()
+canonical = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+class NotInImage:
+    def find_spec(self, name, path=None, target=None):
+        dists = owners.get(name.partition(".")[0], [])
+        if dists and not any(canonical(dist) in allowed for dist in dists):
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the image)", name=name)
+sys.meta_path.insert(0, NotInImage())
+for path in sys.argv[2:]:
+    sys.argv = [path]
+    runpy.run_path(path, run_name="probe")
+imported = {canonical(dist) for name in sys.modules for dist in owners.get(name.partition(".")[0], [])}
+print(json.dumps(sorted(imported)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("requirements", "entry_points", "key_packages"),
+    [
+        ("functions/predict/requirements.txt", ["functions/predict/main.py"], {"fastapi", "mangum"}),
+        ("functions/monitor/requirements.txt", ["functions/monitor/main.py"], {"evidently", "functions-framework"}),
+        (
+            "functions/retrain/requirements.txt",
+            ["functions/retrain/job.py", "functions/retrain/main.py"],
+            {"scikit-learn", "pandas", "functions-framework"},
+        ),
+    ],
+)
+def test_entry_points_import_with_only_their_image_packages(requirements, entry_points, key_packages):
+    allowed = sorted(closure(requirement_lines(requirements)) | {"churnflow"})
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(allowed), *(str(REPO_ROOT / path) for path in entry_points)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert key_packages | {"churnflow"} <= set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def test_the_probe_fails_when_an_image_lacks_a_package_its_entry_point_imports():
+    predict_only = sorted(closure(requirement_lines("functions/predict/requirements.txt")) | {"churnflow"})
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(predict_only), str(REPO_ROOT / "functions/monitor/main.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 1
+    assert "(not in the image)" in result.stderr
+
+
+def test_every_deployable_has_its_generated_file():
+    assert sorted(gen.DEPLOYABLES) == sorted(
+        str(path.relative_to(REPO_ROOT)) for path in Path(REPO_ROOT).glob("*/*/requirements.txt")
+    )
