@@ -10,8 +10,9 @@ one shifted toward month-to-month fibre-optic customers. For each window, in fre
   check      `run_check` as the Cloud Function runs it: list + read + sample + Evidently + policy + HTML
              report to GCS + trigger + MLflow (modules imported first, as in a warm instance); run
              `--reps` times, each in a fresh process with the trigger state reset, the median reported
-  evidently  plain Evidently (the same preset and columns) on the whole window held in memory, its
-             result put through the same policy: the decision the sampled check must reproduce
+  evidently  plain Evidently (`drift.preset_report`: DataDriftPreset over the features + ValueDrift of the
+             prediction, the same methods and thresholds) on the whole window held in memory, its result
+             put through the same policy: the decision the sampled check must reproduce
 
 Wall time and peak RSS (VmHWM) of each process are measured. The last line is one JSON object for
 the largest size: the window with the worse check/baseline ratio, the larger check peak, and whether
@@ -142,7 +143,8 @@ def child_evidently(rows: int, kind: str, seed: int) -> dict[str, Any]:
     reference = drift.with_prediction(load_reference(settings.project, champion), champion.scorer)
     current = drift.with_prediction(scenarios.window(data.load_dataset(), WINDOWS[kind], rows, seed), champion.scorer)
     began = time.perf_counter()
-    result, snapshot = drift.measure(reference, current, drift.DriftConfig.from_settings(settings))
+    snapshot = drift.preset_report(reference, current, drift.DriftConfig.from_settings(settings))
+    result = drift.parse_snapshot(snapshot.dict(), len(current), len(reference))
     snapshot.get_html_str(as_iframe=False)
     elapsed = time.perf_counter() - began
     decision = policy.decide(result, champion.scorer.feature_importance(), policy.Policy.from_settings(settings))

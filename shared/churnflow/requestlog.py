@@ -48,10 +48,10 @@ class DecodedBatch:
     bad_lines: int
 
 
-def encode_batch(records: Iterable[Mapping[str, Any]]) -> bytes:
-    """Serialise records as gzip-compressed JSON lines."""
+def encode_batch(records: Iterable[Mapping[str, Any]], compresslevel: int = 6) -> bytes:
+    """Serialise records as gzip-compressed JSON lines (level 1 is ~2x faster, ~20% larger)."""
     lines = b"".join(orjson.dumps(record) + b"\n" for record in records)
-    return gzip.compress(lines, compresslevel=6, mtime=0)
+    return gzip.compress(lines, compresslevel=compresslevel, mtime=0)
 
 
 def decode_batch(data: bytes) -> DecodedBatch:

@@ -54,3 +54,21 @@ def test_feature_importance_ranks_contract_above_gender(scorer):
 def test_invalid_artifacts_are_refused(broken):
     with pytest.raises(compiled.InvalidScorerArtifact):
         compiled.CompiledScorer(broken)
+
+
+def test_batch_path_equals_sklearn_and_the_row_path(scorer, training_result, dataset):
+    frame = training.features(dataset)
+    columns = {name: frame[name].tolist() for name in schema.FEATURE_NAMES}
+    expected = training_result.model.predict_proba(frame)[:, 1]
+    got = scorer.batch_probabilities(columns)
+    assert got.shape == (7043,)
+    assert np.max(np.abs(got - expected)) < 1e-9
+    rows = frame.to_dict("records")
+    assert scorer.batch_log_odds(columns).tolist() == [scorer.log_odds(row) for row in rows]
+
+
+def test_explain_agrees_with_log_odds_to_the_bit(scorer, dataset):
+    for row in training.features(dataset).head(50).to_dict("records"):
+        log_odds, top = scorer.explain(row, 3)
+        assert log_odds == scorer.log_odds(row)
+        assert [share[0] for share in top] == [c.feature for c in scorer.contributions(row, 3)]

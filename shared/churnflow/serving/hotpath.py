@@ -1,0 +1,192 @@
+"""The hot path: the ASGI layer in front of FastAPI that answers plainly valid `POST /predict(/batch)`.
+
+FastAPI's per-request machinery (its telemetry check, Starlette's middleware stack, routing,
+dependencies) costs several times the work of a prediction. The app's entry point
+(`app.PredictApp.__call__`) hands every request to `HotPath` first, which serves the common case
+without any of it: read the body (413 over the limit) → msgspec-decode into the schema-generated
+Struct → compiled score → orjson → queue the request-log record. Anything else (another route, a
+wrong or missing content type, a bad token, no model yet, any decoding or validation failure) goes
+to FastAPI, with the body replayed, so errors keep FastAPI's exact contract (e.g. the 422 body) and
+the OpenAPI spec describes both paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from churnflow.serving import scoring
+from churnflow.serving.contract import batch_struct, customer_struct
+from churnflow.serving.holder import LoadedModel
+from churnflow.serving.services import Services
+
+log = logging.getLogger(__name__)
+
+JSON = b"application/json"
+TOO_LARGE = orjson.dumps({"detail": "Content Too Large"})
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class HotPath:
+    """Serves valid prediction requests directly; hands every other request to `app` (FastAPI's own entry)."""
+
+    def __init__(self, app: ASGIApp, services: Services):
+        self.app = app
+        self.services = services
+        self.max_body = services.settings.max_body_bytes
+        self.one = msgspec.json.Decoder(customer_struct())
+        self.many = msgspec.json.Decoder(batch_struct())
+        self.routes: dict[str, Handler] = {"/predict": self.predict, "/predict/batch": self.predict_batch}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            route = self.routes.get(scope["path"])
+            if route is not None:
+                try:
+                    await route(scope, receive, send)
+                except Exception:  # as FastAPI's ServerErrorMiddleware: log it, answer a bare 500
+                    log.exception("unhandled error on the hot path", extra={"path": scope["path"]})
+                    await _send(send, 500, b"Internal Server Error", b"text/plain; charset=utf-8")
+                return
+        await self.app(scope, receive, send)
+
+    async def predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`POST /predict` for one customer."""
+        accepted = await self._accept(scope, receive, send, self.one)
+        if accepted is None:
+            return
+        model, customer, started = accepted
+        ts = time.time()
+        row = msgspec.structs.asdict(customer)
+        request_id = scoring.new_request_id()
+        payload = scoring.predict_one(model, row, request_id, self.services.policy)
+        response = orjson.dumps(payload)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        await _send(send, 200, response)
+        self.services.record(
+            request_id,
+            ts,
+            model,
+            (row,),
+            (payload["churn_probability"],),
+            (payload["churn_prediction"],),
+            latency_ms,
+            True,
+        )
+
+    async def predict_batch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`POST /predict/batch`: up to `max_batch` customers scored in one vectorised call."""
+        accepted = await self._accept(scope, receive, send, self.many)
+        if accepted is None:
+            return
+        model, batch, started = accepted
+        customers = batch.customers
+        settings = self.services.settings
+        if len(customers) > settings.max_batch:
+            detail = orjson.dumps({"detail": scoring.batch_too_large(len(customers), settings)})
+            await _send(send, 413, detail)
+            return
+        ts = time.time()
+        request_id = scoring.new_request_id()
+        columns = scoring.columns_of(customers)
+        payload, probabilities, predicted = scoring.predict_batch(model, columns, request_id, self.services.policy)
+        response = orjson.dumps(payload)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        timing = scoring.server_timing(latency_ms).encode()
+        await _send(send, 200, response, headers=[(b"server-timing", timing)])
+        self.services.record(request_id, ts, model, customers, probabilities, predicted, latency_ms, True)
+
+    async def _accept(
+        self, scope: Scope, receive: Receive, send: Send, decoder: msgspec.json.Decoder[Any]
+    ) -> tuple[LoadedModel, Any, float] | None:
+        """The model, the decoded body and when the body had arrived, if the hot path can serve the request.
+
+        Otherwise the request is answered here (413) or forwarded to FastAPI, and None is returned.
+        Latencies count from the end of the body: waiting for the client's bytes is not server time.
+        """
+        content_type = authorization = None
+        length = 0
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"content-length" and value.isdigit():
+                length = int(value)
+        if length > self.max_body:
+            await _send(send, 413, TOO_LARGE)
+            return None
+        body = await self._read(receive, send)
+        if body is None:
+            return None
+        started = time.perf_counter()
+        model = self.services.holder.current
+        if model is not None and self._eligible(content_type, authorization):
+            try:
+                return model, decoder.decode(body), started
+            except msgspec.MsgspecError:
+                pass
+        await self._forward(scope, receive, send, body)
+        return None
+
+    def _eligible(self, content_type: bytes | None, authorization: bytes | None) -> bool:
+        """JSON content type and, when one is configured, the right bearer token."""
+        if content_type is None or content_type.lower() != JSON:
+            return False
+        if not self.services.auth_required:
+            return True
+        scheme, _, token = (authorization or b"").partition(b" ")
+        return scheme.lower() == b"bearer" and self.services.token_ok(token.decode("latin-1"))
+
+    async def _read(self, receive: Receive, send: Send) -> bytes | None:
+        """The whole request body; None after answering 413 or when the client disconnected."""
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if message["type"] != "http.request":
+            return None
+        if len(body) > self.max_body:
+            await _send(send, 413, TOO_LARGE)
+            return None
+        if not message.get("more_body", False):
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await _send(send, 413, TOO_LARGE)
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
+        """Hand the request to FastAPI, replaying the body already read."""
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def _send(
+    send: Send, status: int, body: bytes, content_type: bytes = JSON, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    start = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": start + (headers or [])})
+    await send({"type": "http.response.body", "body": body})

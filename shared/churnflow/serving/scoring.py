@@ -1,0 +1,90 @@
+"""Turning validated customers into response payloads; shared by the hot path and the FastAPI routes.
+
+Both paths build the same dicts here and serialise them with orjson, so a response does not depend on
+which path served it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from random import getrandbits
+from typing import Any
+
+import msgspec
+
+from churnflow import schema
+from churnflow.compiled import sigmoid
+from churnflow.serving.contract import RiskLevel
+from churnflow.serving.holder import LoadedModel
+from churnflow.settings import PredictSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How a probability becomes a prediction and a risk level, and how much explanation to return."""
+
+    threshold: float
+    risk_medium: float
+    risk_high: float
+    top_contributions: int
+
+    @classmethod
+    def from_settings(cls, settings: PredictSettings) -> Policy:
+        """The policy configured for the service."""
+        return cls(settings.decision_threshold, settings.risk_medium, settings.risk_high, settings.top_contributions)
+
+    def risk(self, probability: float) -> RiskLevel:
+        """LOW below risk_medium, HIGH from risk_high, MEDIUM between."""
+        if probability >= self.risk_high:
+            return "HIGH"
+        return "MEDIUM" if probability >= self.risk_medium else "LOW"
+
+
+def new_request_id() -> str:
+    """A random 128-bit id in hex, like uuid4().hex at a tenth of the cost (ids need not be secret)."""
+    return f"{getrandbits(128):032x}"
+
+
+def predict_one(model: LoadedModel, row: Mapping[str, Any], request_id: str, policy: Policy) -> dict[str, Any]:
+    """The /predict payload for one validated customer."""
+    log_odds, shares = model.scorer.explain(row, policy.top_contributions)
+    probability = sigmoid(log_odds)
+    return {
+        "request_id": request_id,
+        "model_version": model.number,
+        "churn_probability": probability,
+        "churn_prediction": probability >= policy.threshold,
+        "risk_level": policy.risk(probability),
+        "contributions": [{"feature": f, "value": v, "log_odds": s} for f, v, s in shares],
+    }
+
+
+def batch_too_large(rows: int, settings: PredictSettings) -> str:
+    """The 413 detail for a batch over the configured limit."""
+    return f"a batch holds at most {settings.max_batch} customers, got {rows}"
+
+
+def server_timing(latency_ms: float) -> str:
+    """A Server-Timing header value with the server's handling time of a request."""
+    return f"app;dur={latency_ms:.3f}"
+
+
+def columns_of(customers: Sequence[msgspec.Struct]) -> dict[str, tuple[Any, ...]]:
+    """Transpose decoded customers into feature columns (Struct fields follow schema order)."""
+    return dict(zip(schema.FEATURE_NAMES, zip(*map(msgspec.structs.astuple, customers), strict=True), strict=True))
+
+
+def predict_batch(
+    model: LoadedModel, columns: Mapping[str, Sequence[Any]], request_id: str, policy: Policy
+) -> tuple[dict[str, Any], list[float], list[bool]]:
+    """The /predict/batch payload, plus the probabilities and predictions for the request log."""
+    probabilities = model.scorer.batch_probabilities(columns)
+    predicted = (probabilities >= policy.threshold).tolist()
+    values = probabilities.tolist()
+    risk = policy.risk
+    items = [
+        {"churn_probability": p, "churn_prediction": c, "risk_level": risk(p)}
+        for p, c in zip(values, predicted, strict=True)
+    ]
+    return {"request_id": request_id, "model_version": model.number, "predictions": items}, values, predicted

@@ -1,0 +1,107 @@
+"""What one predict-service instance runs: settings, model holder, request logger and counters.
+
+`create_app` builds one `Services` per app (no module-level state); the lifespan starts and stops it;
+routes reach it through dependencies and the hot path through its constructor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from churnflow.registry_client import RegistryClient
+from churnflow.serving.holder import LoadedModel, ModelHolder
+from churnflow.serving.request_logger import GcsUploader, RequestLogger, Row, Uploader
+from churnflow.serving.scoring import Policy
+from churnflow.settings import PredictSettings
+
+
+@dataclass
+class RequestStats:
+    """Successful scoring requests by path, and rows scored (each counted once its response is sent)."""
+
+    hot: int = 0
+    routed: int = 0
+    rows: int = 0
+
+
+class Services:
+    """The running parts of one service instance."""
+
+    def __init__(self, settings: PredictSettings, holder: ModelHolder, logger: RequestLogger | None):
+        self.settings = settings
+        self.policy = Policy.from_settings(settings)
+        self.holder = holder
+        self.logger = logger
+        self.requests = RequestStats()
+        self._token = settings.api_token.get_secret_value() if settings.api_token else None
+
+    @classmethod
+    def build(
+        cls, settings: PredictSettings, registry: RegistryClient | None = None, uploader: Uploader | None = None
+    ) -> Services:
+        """Wire the parts from settings; `registry` and `uploader` can be replaced (tests, other stores)."""
+        registry = registry or RegistryClient(settings.mlflow_tracking_uri, settings.registry_timeout_s)
+        holder = ModelHolder(registry, settings.model_name, settings.champion_alias, settings.poll_interval_s)
+        logger = None
+        if settings.log_requests:
+            uploader = uploader or GcsUploader(settings.project, settings.bucket, settings.log_upload_timeout_s)
+            logger = RequestLogger(uploader, settings.spool_dir, settings.log_flush_rows, settings.log_flush_age_s)
+        return cls(settings, holder, logger)
+
+    async def start(self) -> None:
+        """Load the champion and start polling (in a thread: blocking registry I/O), start the request log."""
+        await asyncio.to_thread(self.holder.start)
+        if self.logger is not None:
+            self.logger.start()
+
+    async def stop(self) -> None:
+        """Stop polling and flush the request log."""
+        await asyncio.to_thread(self.holder.stop)
+        if self.logger is not None:
+            await self.logger.stop()
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether /predict* need a bearer token."""
+        return self._token is not None
+
+    def token_ok(self, token: str | None) -> bool:
+        """Whether a presented bearer token grants access (always, when no token is configured)."""
+        if self._token is None:
+            return True
+        return token is not None and hmac.compare_digest(token.encode(), self._token.encode())
+
+    def record(
+        self,
+        request_id: str,
+        ts: float,
+        model: LoadedModel,
+        rows: Sequence[Row],
+        probabilities: Sequence[float],
+        predictions: Sequence[bool],
+        latency_ms: float,
+        hot: bool,
+    ) -> None:
+        """Count a request whose response was sent and queue its rows for the request log."""
+        if hot:
+            self.requests.hot += 1
+        else:
+            self.requests.routed += 1
+        self.requests.rows += len(rows)
+        if self.logger is not None:
+            self.logger.log(request_id, ts, model.number, rows, probabilities, predictions, latency_ms)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of requests, the request log and the model holder."""
+        current = self.holder.current
+        log = {**asdict(self.logger.stats), "pending": self.logger.pending} if self.logger else None
+        return {
+            "model_version": current.number if current else None,
+            "requests": asdict(self.requests),
+            "request_log": log,
+            "model_holder": asdict(self.holder.stats),
+        }

@@ -1,0 +1,308 @@
+"""The HTTP contract of the predict service, with an in-memory registry and object store."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from churnflow import compiled, requestlog, schema, training
+from churnflow.registry_client import AliasNotFound, ModelVersion, RegistryClient
+from churnflow.serving import create_app
+from churnflow.serving.contract import BatchRequest, Customer
+from churnflow.serving.dependencies import NO_CHAMPION
+from churnflow.settings import PredictSettings
+
+EXAMPLE = schema.EXAMPLE_CUSTOMER
+
+
+class OneVersionRegistry(RegistryClient):
+    """A registry whose champion is version 7 with the given artifact, or that has no champion."""
+
+    def __init__(self, artifact):
+        super().__init__("http://registry.invalid", timeout_s=0.1)
+        self.artifact = artifact
+
+    def version_by_alias(self, name, alias):
+        if self.artifact is None:
+            raise AliasNotFound(f"{name}@{alias} is not set")
+        tags = {"metric.roc_auc": "0.842000", "churnflow.data_fingerprint": "abc123"}
+        return ModelVersion(name, 7, "run7", "", tags, (alias,), 1_700_000_000_000)
+
+    def scorer_artifact(self, version):
+        return self.artifact
+
+
+class Store:
+    def __init__(self):
+        self.objects = {}
+
+    def __call__(self, name, data):
+        self.objects[name] = data
+
+    def records(self):
+        return [r for data in self.objects.values() for r in requestlog.decode_batch(data).records]
+
+
+@pytest.fixture(scope="module")
+def artifact(training_result):
+    return json.loads(json.dumps(compiled.compile_pipeline(training_result.model)))
+
+
+@pytest.fixture(scope="module")
+def scorer(artifact):
+    return compiled.CompiledScorer(artifact)
+
+
+@pytest.fixture
+def store():
+    return Store()
+
+
+@pytest.fixture
+def make_client(artifact, store, tmp_path):
+    clients = []
+
+    def make(champion=True, **overrides):
+        settings = PredictSettings(spool_dir=tmp_path / "spool", poll_interval_s=60, **overrides)
+        app = create_app(settings, registry=OneVersionRegistry(artifact if champion else None), uploader=store)
+        client = TestClient(app, raise_server_exceptions=False)
+        clients.append(client.__enter__())
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+@pytest.fixture(scope="module")
+def plain_fastapi():
+    """A bare FastAPI endpoint with the same body model: the reference for the 422 contract."""
+    app = FastAPI()
+
+    @app.post("/predict")
+    async def predict(customer: Customer) -> dict:
+        return {}
+
+    @app.post("/predict/batch")
+    async def batch(batch: BatchRequest) -> dict:
+        return {}
+
+    return TestClient(app)
+
+
+def stats(client):
+    return client.get("/stats").json()
+
+
+def test_predict_scores_with_the_champion(client, scorer, training_result):
+    response = client.post("/predict", json=EXAMPLE)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model_version"] == 7 and len(body["request_id"]) == 32
+    expected = training_result.model.predict_proba(pd.DataFrame([EXAMPLE]))[0, 1]
+    assert abs(body["churn_probability"] - expected) < 1e-9
+    assert body["churn_probability"] == scorer.probability(EXAMPLE)
+    assert body["churn_prediction"] is (body["churn_probability"] >= 0.5)
+    assert stats(client)["requests"] == {"hot": 1, "routed": 0, "rows": 1}
+
+
+def test_contributions_are_the_exact_top_shares_of_the_log_odds(make_client, scorer):
+    everything = make_client(top_contributions=19).post("/predict", json=EXAMPLE).json()
+    shares = everything["contributions"]
+    assert {s["feature"] for s in shares} == set(schema.FEATURE_NAMES)
+    assert all(s["value"] == EXAMPLE[s["feature"]] for s in shares)
+    assert scorer.intercept + sum(s["log_odds"] for s in shares) == pytest.approx(
+        math.log(everything["churn_probability"] / (1 - everything["churn_probability"])), abs=1e-9
+    )
+    top = make_client().post("/predict", json=EXAMPLE).json()["contributions"]
+    assert top == shares[:5]
+    assert [abs(s["log_odds"]) for s in shares] == sorted((abs(s["log_odds"]) for s in shares), reverse=True)
+
+
+@pytest.mark.parametrize(("probability", "level"), [(0.1, "LOW"), (0.3, "MEDIUM"), (0.59, "MEDIUM"), (0.6, "HIGH")])
+def test_risk_levels_follow_the_configured_thresholds(make_client, scorer, dataset, probability, level):
+    rows = training.features(dataset).to_dict("records")
+    row = min(rows, key=lambda r: abs(scorer.probability(r) - probability))
+    body = make_client(risk_medium=0.3, risk_high=0.6).post("/predict", json=row).json()
+    p = body["churn_probability"]
+    assert body["risk_level"] == ("HIGH" if p >= 0.6 else "MEDIUM" if p >= 0.3 else "LOW")
+
+
+INVALID_BODIES = {
+    "unknown category": {**EXAMPLE, "Contract": "Weekly"},
+    "missing field": {k: v for k, v in EXAMPLE.items() if k != "tenure"},
+    "extra field": {**EXAMPLE, "shoe_size": 44},
+    "out of range": {**EXAMPLE, "tenure": 121},
+    "negative charge": {**EXAMPLE, "MonthlyCharges": -1},
+    "wrong type": {**EXAMPLE, "TotalCharges": "lots"},
+    "null": {**EXAMPLE, "gender": None},
+    "not an object": [EXAMPLE],
+}
+
+
+@pytest.mark.parametrize("case", INVALID_BODIES)
+def test_invalid_customer_gets_fastapis_own_422(client, plain_fastapi, case):
+    response = client.post("/predict", json=INVALID_BODIES[case])
+    reference = plain_fastapi.post("/predict", json=INVALID_BODIES[case])
+    assert response.status_code == reference.status_code == 422
+    assert response.json() == reference.json()
+
+
+@pytest.mark.parametrize(
+    ("content", "headers"),
+    [
+        (b'{"gender": ', {"content-type": "application/json"}),
+        (b"", {"content-type": "application/json"}),
+        (json.dumps(EXAMPLE).encode(), {"content-type": "text/plain"}),
+        (json.dumps(EXAMPLE).encode(), {}),
+    ],
+)
+def test_undecodable_bodies_get_fastapis_own_errors(client, plain_fastapi, content, headers):
+    response = client.post("/predict", content=content, headers=headers)
+    reference = plain_fastapi.post("/predict", content=content, headers=headers)
+    assert response.status_code == reference.status_code == 422
+    assert response.json() == reference.json()
+
+
+def test_unknown_category_names_the_field_and_lists_the_allowed_values(client):
+    (error,) = client.post("/predict", json={**EXAMPLE, "PaymentMethod": "Bitcoin"}).json()["detail"]
+    assert error["loc"] == ["body", "PaymentMethod"]
+    for allowed in ("Bank transfer (automatic)", "Credit card (automatic)", "Electronic check", "Mailed check"):
+        assert allowed in error["msg"]
+
+
+def test_inputs_only_pydantic_accepts_are_scored_by_the_fastapi_route(client):
+    plain = client.post("/predict", json=EXAMPLE).json()
+    lax = client.post("/predict", json={**EXAMPLE, "tenure": "1", "MonthlyCharges": "29.85"}).json()
+    assert lax["churn_probability"] == plain["churn_probability"]
+    assert lax["contributions"] == plain["contributions"]
+    assert stats(client)["requests"] == {"hot": 1, "routed": 1, "rows": 2}
+
+
+def test_oversize_bodies_get_413(make_client):
+    client = make_client(max_body_bytes=2_000)
+    padded = json.dumps({**EXAMPLE, "pad": "x" * 3_000})
+    for headers in ({"content-type": "application/json"}, {"content-type": "text/plain"}):
+        response = client.post("/predict", content=padded, headers=headers)
+        assert response.status_code == 413 and response.json() == {"detail": "Content Too Large"}
+    chunked = client.post("/predict", content=iter([padded[:1500].encode(), padded[1500:].encode()]))
+    assert chunked.status_code == 413
+
+
+def test_batch_scores_like_single_requests(client, dataset):
+    rows = training.features(dataset).head(25).to_dict("records")
+    response = client.post("/predict/batch", json={"customers": rows})
+    assert response.status_code == 200 and response.headers["server-timing"].startswith("app;dur=")
+    body = response.json()
+    assert body["model_version"] == 7 and len(body["predictions"]) == 25
+    for row, item in zip(rows, body["predictions"], strict=True):
+        single = client.post("/predict", json=row).json()
+        assert item["churn_probability"] == pytest.approx(single["churn_probability"], abs=1e-12)
+        assert item["risk_level"] == single["risk_level"]
+        assert item["churn_prediction"] == single["churn_prediction"]
+
+
+def test_batch_over_the_limit_gets_413_on_both_paths(make_client):
+    client = make_client(max_batch=3)
+    for extra in ({}, {"tenure": "1"}):  # the second row forces the FastAPI route
+        response = client.post("/predict/batch", json={"customers": [{**EXAMPLE, **extra}] * 4})
+        assert response.status_code == 413
+        assert response.json() == {"detail": "a batch holds at most 3 customers, got 4"}
+    assert client.post("/predict/batch", json={"customers": [EXAMPLE] * 3}).status_code == 200
+
+
+@pytest.mark.parametrize("body", [{"customers": []}, {"customers": [EXAMPLE, {**EXAMPLE, "gender": "X"}]}, {}])
+def test_invalid_batches_get_fastapis_own_422(client, plain_fastapi, body):
+    response = client.post("/predict/batch", json=body)
+    reference = plain_fastapi.post("/predict/batch", json=body)
+    assert response.status_code == reference.status_code == 422
+    assert response.json() == reference.json()
+
+
+def test_without_a_champion_the_service_is_alive_but_not_ready(make_client):
+    client = make_client(champion=False)
+    assert client.get("/health").json() == {"status": "ok"}
+    for method, path in (("GET", "/ready"), ("GET", "/model"), ("POST", "/predict"), ("POST", "/predict/batch")):
+        kwargs = {"json": {"customers": [EXAMPLE]} if path.endswith("batch") else EXAMPLE} if method == "POST" else {}
+        response = client.request(method, path, **kwargs)
+        assert response.status_code == 503, path
+        assert response.json() == {"detail": NO_CHAMPION}
+
+
+def test_model_describes_the_serving_version(client):
+    assert client.get("/ready").json() == {"status": "ready"}
+    info = client.get("/model").json()
+    assert info["version"] == 7 and info["alias"] == "champion" and info["run_id"] == "run7"
+    assert info["metrics"] == {"roc_auc": 0.842} and info["data_fingerprint"] == "abc123"
+    assert info["trained_at"].startswith("2023-11-14T22:13:20")
+
+
+def test_bearer_token_when_configured(make_client):
+    client = make_client(api_token="s3cret")
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "Basic s3cret"}):
+        response = client.post("/predict", json=EXAMPLE, headers=headers)
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    good = {"authorization": "Bearer s3cret"}
+    assert client.post("/predict", json=EXAMPLE, headers=good).status_code == 200
+    assert client.post("/predict/batch", json={"customers": [EXAMPLE]}, headers=good).status_code == 200
+    assert client.get("/health").status_code == 200
+    assert stats(client)["requests"]["hot"] == 2
+
+
+def test_every_scored_row_is_logged_with_its_response(make_client, store):
+    client = make_client()
+    singles = [client.post("/predict", json={**EXAMPLE, "tenure": t}).json() for t in range(5)]
+    batch = client.post("/predict/batch", json={"customers": [EXAMPLE] * 3}).json()
+    client.__exit__(None, None, None)  # lifespan shutdown flushes the log
+    records = {r["request_id"]: r for r in store.records()}
+    assert len(records) == 8
+    for t, response in enumerate(singles):
+        record = records[response["request_id"]]
+        assert record["churn_probability"] == response["churn_probability"] and record["tenure"] == t
+        assert record["model_version"] == 7 and record["latency_ms"] > 0
+    assert {f"{batch['request_id']}-{i}" for i in range(3)} <= set(records)
+
+
+def test_log_requests_off_logs_nothing(make_client, store):
+    client = make_client(log_requests=False)
+    assert client.post("/predict", json=EXAMPLE).status_code == 200
+    client.__exit__(None, None, None)
+    assert store.objects == {} and stats(client)["request_log"] is None
+
+
+def test_internal_errors_never_show_a_stack_trace(client, monkeypatch):
+    services = client.app.state.services
+
+    def broken(*args):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(services.holder.current.scorer.__class__, "explain", broken)
+    response = client.post("/predict", json=EXAMPLE)
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error"
+
+
+def test_openapi_documents_the_predict_contract(client):
+    spec = client.get("/openapi.json").json()
+    predict = spec["paths"]["/predict"]["post"]
+    assert predict["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/Customer")
+    assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Prediction")
+    assert {"200", "401", "413", "422", "503"} <= set(predict["responses"])
+    customer = spec["components"]["schemas"]["Customer"]
+    assert set(customer["properties"]) == set(schema.FEATURE_NAMES)
+    assert customer["properties"]["Contract"]["enum"] == ["Month-to-month", "One year", "Two year"]
+    assert {"/health", "/ready", "/model", "/predict/batch"} <= set(spec["paths"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_openapi_states_the_configured_batch_limit(make_client):
+    spec = make_client(max_batch=50).get("/openapi.json").json()
+    assert spec["components"]["schemas"]["BatchRequest"]["properties"]["customers"]["maxItems"] == 50

@@ -1,0 +1,66 @@
+"""The hot path's msgspec Structs accept a subset of what FastAPI's pydantic models accept, with equal values.
+
+That is what makes the hot path invisible: whatever msgspec rejects goes to FastAPI; whatever it
+accepts, FastAPI would have accepted with the very same values.
+"""
+
+import json
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from churnflow import schema
+from churnflow.serving.contract import BatchRequest, Customer, batch_struct, customer_struct
+
+ODD_VALUES = st.one_of(
+    st.sampled_from([c for f in schema.CATEGORICAL for c in f.categories]),
+    st.integers(-5, 200),
+    st.floats(-10, 2e5, allow_nan=False),
+    st.sampled_from([True, False, None, "", "1", "29.85", "1e2", 10**20, [], {}]),
+)
+
+
+@st.composite
+def customer_bodies(draw):
+    body = dict(schema.EXAMPLE_CUSTOMER)
+    for name in draw(st.lists(st.sampled_from(schema.FEATURE_NAMES), max_size=4)):
+        body[name] = draw(ODD_VALUES)
+    if draw(st.booleans()):
+        body.pop(draw(st.sampled_from(schema.FEATURE_NAMES)))
+    if draw(st.integers(0, 9)) == 0:
+        body["extra"] = 1
+    return body
+
+
+def test_generated_struct_mirrors_the_schema():
+    struct = customer_struct()
+    assert struct.__struct_fields__ == schema.FEATURE_NAMES
+    decoded = msgspec.json.decode(json.dumps(schema.EXAMPLE_CUSTOMER), type=struct)
+    assert msgspec.structs.asdict(decoded) == schema.EXAMPLE_CUSTOMER
+
+
+@settings(max_examples=400, deadline=None)
+@given(customer_bodies())
+def test_whatever_msgspec_accepts_pydantic_accepts_with_the_same_values(body):
+    raw = json.dumps(body).encode()
+    try:
+        decoded = msgspec.json.decode(raw, type=customer_struct())
+    except msgspec.ValidationError:
+        return
+    fields = msgspec.structs.asdict(decoded)
+    validated = Customer.model_validate(json.loads(raw)).model_dump()  # as FastAPI validates a body
+    assert fields == validated
+    assert [type(v) for v in fields.values()] == [type(v) for v in validated.values()]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(customer_bodies(), min_size=0, max_size=3))
+def test_batches_follow_the_same_rule(bodies):
+    raw = json.dumps({"customers": bodies}).encode()
+    try:
+        decoded = msgspec.json.decode(raw, type=batch_struct())
+    except msgspec.ValidationError:
+        return
+    validated = BatchRequest.model_validate(json.loads(raw))
+    assert [msgspec.structs.asdict(c) for c in decoded.customers] == [c.model_dump() for c in validated.customers]
