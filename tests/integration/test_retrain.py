@@ -176,3 +176,25 @@ def test_trigger_starts_one_execution_per_message_and_rejects_bad_ones(stack_env
     assert [r.status for r in results] == ["rejected"] * 5
     assert "champion_version" in results[2].detail and "no messageId" in results[4].detail
     assert len(launcher.launched) == 1
+
+
+def test_promote_by_hand_rolls_the_champion_back(loop, stack_env):
+    import os
+    import subprocess
+    import sys
+
+    settings, _, client = loop
+    assert job.run(settings, request_for(settings), "msg-rollback").status == "promoted"
+    assert client.version_by_alias(settings.model_name, "champion").version == 2
+    env = {**os.environ, "CHURNFLOW_MODEL_NAME": settings.model_name, "CHURNFLOW_BUCKET": settings.bucket}
+    result = subprocess.run(
+        [sys.executable, "-m", "churnflow.cli", "promote", "--version", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{settings.model_name}@champion: v2 -> v1" in result.stdout
+    assert client.version_by_alias(settings.model_name, "champion").version == 1
+    assert MlflowClient().get_model_version(settings.model_name, "1").tags["churnflow.promoted_by"] == "manual"
