@@ -1,8 +1,10 @@
-"""The Evidently adapter: column mapping from the schema, results read by metric type and column name."""
+"""The Evidently adapter: column mapping from the schema, results read by metric type and column name, and
+the check's report agreeing with plain Evidently (DataDriftPreset) column by column."""
 
 import random
 
 import pytest
+from evidently.metrics import DriftedColumnsCount
 
 from churnflow import scenarios, schema
 from churnflow.compiled import CompiledScorer, compile_pipeline
@@ -53,6 +55,20 @@ def test_shift_toward_month_to_month_fibre_moves_the_segment_columns(measured):
     assert result.drift_share == pytest.approx(result.drifted_features / 19)
 
 
+@pytest.mark.parametrize("scenario", ["in_distribution", "month_to_month_fibre"])
+def test_check_report_gives_plain_evidentlys_scores_and_verdicts(dataset, training_result, scorer, scenario):
+    reference = drift.with_prediction(training_result.train, scorer)
+    current = drift.with_prediction(scenarios.window(dataset, scenario, 2000, seed=1), scorer)
+    config = drift.DriftConfig()
+    result, snapshot = drift.measure(reference, current, config)
+    plain = drift.preset_report(reference, current, config).dict()
+    assert result == drift.parse_snapshot(plain, 2000, 5634)  # every score, method, threshold and verdict
+    (count,) = [m["value"] for m in plain["metrics"] if m["config"]["type"] == DriftedColumnsCount.__get_type__()]
+    assert (result.drifted_features, result.drift_share) == (count["count"], count["share"])
+    types = [m["config"]["type"] for m in snapshot.dict()["metrics"]]
+    assert types == [drift.ValueDriftScore.__get_type__()] * len(drift.COLUMNS)
+
+
 def test_parsing_ignores_the_order_of_metrics_and_tests(measured):
     result, snapshot = measured
     shuffled = snapshot.dict()
@@ -73,3 +89,6 @@ def test_snapshot_renders_a_standalone_html_report(measured):
     _, snapshot = measured
     html = snapshot.get_html_str(as_iframe=False)
     assert html.lstrip().lower().startswith("<!doctype html>") and "churn_probability" in html
+    result = drift.parse_snapshot(snapshot.dict(), 1000, 5634)
+    drifted = sum(c.drifted for c in result.columns)
+    assert f"Drift is detected for {drifted} of 20 columns." in html  # one drift table of all the columns

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 from google.api_core.exceptions import GoogleAPIError
 from google.auth.exceptions import GoogleAuthError
 
@@ -79,33 +81,37 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
     started = time.perf_counter()
     check_id = new_check_id(now)
     reports = ReportStore(settings.project, settings.bucket)
-    champion = load_champion(settings)
-    settled = now - timedelta(seconds=settings.settle_s)
-    window = choose_window(
-        settled, settings.window_hours, reports.read_index().last_decided_end(), settings.since_last_check
-    )
-    sample = read_window(
-        settings.project,
-        settings.bucket,
-        window,
-        settings.sample_rows,
-        settings.sample_objects,
-        settings.sample_seed,
-        settings.read_workers,
-    )
-    summary = CheckSummary(
-        check_id=check_id,
-        checked_at=now,
-        status=Status.INSUFFICIENT_DATA,
-        model_name=settings.model_name,
-        champion_version=champion.version,
-        data_fingerprint=champion.fingerprint,
-        window=window_stats(sample, settings.sample_confidence),
-        summary_uri=layout.gs_uri(settings.bucket, summary_object(check_id)),
-        trigger=TriggerOutcome(action="none", reason=f"fewer than {settings.min_rows} valid rows"),
-    )
-    if len(sample.frame) >= settings.min_rows:
-        summary = _assess(settings, champion, sample, reports, summary)
+    # The champion and its reference rows do not depend on the window: they load while it is read.
+    with ThreadPoolExecutor(max_workers=1) as background:
+        champion_loading = background.submit(load_champion, settings)
+        reference_loading = background.submit(_reference, settings.project, champion_loading)
+        settled = now - timedelta(seconds=settings.settle_s)
+        window = choose_window(
+            settled, settings.window_hours, reports.read_index().last_decided_end(), settings.since_last_check
+        )
+        sample = read_window(
+            settings.project,
+            settings.bucket,
+            window,
+            settings.sample_rows,
+            settings.sample_objects,
+            settings.sample_seed,
+            settings.read_workers,
+        )
+        champion = champion_loading.result()
+        summary = CheckSummary(
+            check_id=check_id,
+            checked_at=now,
+            status=Status.INSUFFICIENT_DATA,
+            model_name=settings.model_name,
+            champion_version=champion.version,
+            data_fingerprint=champion.fingerprint,
+            window=window_stats(sample, settings.sample_confidence),
+            summary_uri=layout.gs_uri(settings.bucket, summary_object(check_id)),
+            trigger=TriggerOutcome(action="none", reason=f"fewer than {settings.min_rows} valid rows"),
+        )
+        if len(sample.frame) >= settings.min_rows:
+            summary = _assess(settings, champion, reference_loading.result(), sample, reports, summary)
     if (request := retrain_request(summary)) is not None:
         outcome = request_retrain(
             StateStore(settings.project, settings.bucket, settings.model_name),
@@ -130,11 +136,21 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
     return summary
 
 
+def _reference(project: str, champion: Future[Champion]) -> pd.DataFrame:
+    """The champion's reference rows with its predictions."""
+    loaded = champion.result()
+    return drift.with_prediction(load_reference(project, loaded), loaded.scorer)
+
+
 def _assess(
-    settings: MonitorSettings, champion: Champion, sample: WindowSample, reports: ReportStore, summary: CheckSummary
+    settings: MonitorSettings,
+    champion: Champion,
+    reference: pd.DataFrame,
+    sample: WindowSample,
+    reports: ReportStore,
+    summary: CheckSummary,
 ) -> CheckSummary:
     """Evidently on the sample vs the champion's reference, the policy's decision, the stored HTML report."""
-    reference = drift.with_prediction(load_reference(settings.project, champion), champion.scorer)
     current = drift.with_prediction(sample.frame, champion.scorer)
     result, snapshot = drift.measure(reference, current, drift.DriftConfig.from_settings(settings))
     decision = policy.decide(result, champion.scorer.feature_importance(), policy.Policy.from_settings(settings))

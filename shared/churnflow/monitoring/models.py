@@ -30,7 +30,7 @@ class DriftResult(_Frozen):
     """Evidently's drift report reduced to what the policy reads."""
 
     columns: tuple[ColumnDrift, ...]
-    drifted_features: int = Field(description="Feature columns Evidently flags (DriftedColumnsCount).")
+    drifted_features: int = Field(description="Feature columns whose Evidently drift test fails.")
     drift_share: float = Field(description="Share of the feature columns Evidently flags.")
     current_rows: int
     reference_rows: int
