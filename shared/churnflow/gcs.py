@@ -27,9 +27,9 @@ def _client(project: str, emulator_host: str | None) -> storage.Client:
     return storage.Client(project=project)
 
 
-def ensure_bucket(project: str, bucket: str) -> storage.Bucket:
-    """Return `bucket`, creating it if it does not exist (idempotent)."""
-    gcs = client(project)
+def ensure_bucket(project: str, bucket: str, using: storage.Client | None = None) -> storage.Bucket:
+    """Return `bucket`, creating it if it does not exist (idempotent); `using` picks a client explicitly."""
+    gcs = using or client(project)
     existing = gcs.lookup_bucket(bucket)
     return existing if existing is not None else gcs.create_bucket(bucket)
 

@@ -35,5 +35,5 @@ def test_no_feature_leaks_the_target(dataset):
     churn = data.labels(dataset)
     for name in schema.CATEGORICAL_NAMES:
         purity = dataset.groupby(name)[schema.TARGET].apply(lambda s: (s == "Yes").mean())
-        assert purity.max() < 0.95 and purity.min() >= 0.0, name
+        assert purity.max() < 0.95, name  # no category all but decides the outcome
     assert abs(dataset["tenure"].corr(churn)) < 0.9

@@ -12,7 +12,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from churnflow import layout, requestlog, schema
+from churnflow import gcs, layout, requestlog, schema
 from churnflow.local import bootstrap, stack
 from churnflow.settings import REPO_ROOT
 
@@ -66,7 +66,7 @@ def wait_for(condition, timeout=30.0):
 def fake_gcs(tmp_path):
     server = FakeGcs(tmp_path / "gcs")
     server.start()
-    bootstrap.ensure_bucket(bootstrap.storage_client(server.url, PROJECT), BUCKET)
+    gcs.ensure_bucket(PROJECT, BUCKET, using=bootstrap.storage_client(server.url, PROJECT))
     yield server
     if server.process.poll() is None:
         server.stop()

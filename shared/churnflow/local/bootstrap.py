@@ -16,7 +16,7 @@ from google.cloud import pubsub_v1, storage
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
-from churnflow import layout
+from churnflow import gcs, layout
 from churnflow.settings import REPO_ROOT
 
 logger = logging.getLogger(__name__)
@@ -55,15 +55,6 @@ def subscriber_client(pubsub_host: str) -> pubsub_v1.SubscriberClient:
     return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(pubsub_host)))
 
 
-def ensure_bucket(client: storage.Client, bucket: str) -> storage.Bucket:
-    """Return `bucket`, creating it if missing."""
-    existing = client.lookup_bucket(bucket)
-    if existing is not None:
-        return existing
-    logger.info("creating bucket %s", bucket)
-    return client.create_bucket(bucket)
-
-
 def ensure_training_data(bucket: storage.Bucket, source: Path = TRAINING_DATA_FILE) -> storage.Blob:
     """Upload the bundled training CSV to `layout.TRAINING_DATA` unless an object is already there."""
     blob = bucket.get_blob(layout.TRAINING_DATA)
@@ -77,7 +68,7 @@ def ensure_training_data(bucket: storage.Bucket, source: Path = TRAINING_DATA_FI
 
 def bootstrap_storage(gcs_url: str, project: str, bucket: str) -> None:
     """Create the bucket and seed the training data on the GCS emulator."""
-    ensure_training_data(ensure_bucket(storage_client(gcs_url, project), bucket))
+    ensure_training_data(gcs.ensure_bucket(project, bucket, using=storage_client(gcs_url, project)))
 
 
 def bootstrap_pubsub(pubsub_host: str, project: str, topic: str) -> None:

@@ -63,23 +63,8 @@ class HotPath:
         if accepted is None:
             return
         model, customer, started = accepted
-        ts = time.time()
-        row = msgspec.structs.asdict(customer)
-        request_id = scoring.new_request_id()
-        payload = scoring.predict_one(model, row, request_id, self.services.policy)
-        response = orjson.dumps(payload)
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        await _send(send, 200, response)
-        self.services.record(
-            request_id,
-            ts,
-            model,
-            (row,),
-            (payload["churn_probability"],),
-            (payload["churn_prediction"],),
-            latency_ms,
-            True,
-        )
+        body = self.services.score_one(model, msgspec.structs.asdict(customer), started, hot=True)
+        await _send(send, 200, body)
 
     async def predict_batch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """`POST /predict/batch`: up to `max_batch` customers scored in one vectorised call."""

@@ -80,22 +80,7 @@ async def stats(services: ServicesDep) -> dict[str, Any]:
 async def predict(customer: Customer, model: ModelDep, services: ServicesDep) -> Response:  # type: ignore[valid-type]
     """Score one customer: probability, prediction, risk level and the top feature contributions."""
     started = time.perf_counter()
-    ts = time.time()
-    row = customer.model_dump()  # type: ignore[attr-defined]
-    request_id = scoring.new_request_id()
-    payload = scoring.predict_one(model, row, request_id, services.policy)
-    body = orjson.dumps(payload)
-    latency_ms = (time.perf_counter() - started) * 1000.0
-    services.record(
-        request_id,
-        ts,
-        model,
-        (row,),
-        (payload["churn_probability"],),
-        (payload["churn_prediction"],),
-        latency_ms,
-        False,
-    )
+    body = services.score_one(model, customer.model_dump(), started, hot=False)  # type: ignore[attr-defined]
     return Response(body, media_type=JSON)
 
 

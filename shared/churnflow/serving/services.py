@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
+
 from churnflow.registry_client import RegistryClient
+from churnflow.serving import scoring
 from churnflow.serving.holder import LoadedModel, ModelHolder
 from churnflow.serving.request_logger import GcsUploader, RequestLogger, Row, Uploader
 from churnflow.serving.scoring import Policy
@@ -94,6 +98,28 @@ class Services:
         self.requests.rows += len(rows)
         if self.logger is not None:
             self.logger.log(request_id, ts, model.number, rows, probabilities, predictions, latency_ms)
+
+    def score_one(self, model: LoadedModel, row: Row, started: float, hot: bool) -> bytes:
+        """Score one validated customer, count it and queue its log record; returns the JSON response body.
+
+        `started` is when the request's body had arrived (perf_counter), so the logged latency is server time.
+        """
+        ts = time.time()
+        request_id = scoring.new_request_id()
+        payload = scoring.predict_one(model, row, request_id, self.policy)
+        body = orjson.dumps(payload)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        self.record(
+            request_id,
+            ts,
+            model,
+            (row,),
+            (payload["churn_probability"],),
+            (payload["churn_prediction"],),
+            latency_ms,
+            hot,
+        )
+        return body
 
     def stats(self) -> dict[str, Any]:
         """Counters of requests, the request log and the model holder."""
