@@ -7,13 +7,14 @@ a corrupt or truncated object raises CorruptLogObject so the caller can skip and
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
+from isal import igzip, isal_zlib
 
 from churnflow import schema
 
@@ -32,8 +33,18 @@ RECORD_FIELDS: tuple[str, ...] = (
     PREDICTION,
     LATENCY_MS,
 )
+Record = msgspec.defstruct(
+    "Record",
+    [(REQUEST_ID, str), (TIMESTAMP, float), (MODEL_VERSION, int)]
+    + [(name, Any) for name in schema.FEATURE_NAMES]
+    + [(PROBABILITY, float), (PREDICTION, int), (LATENCY_MS, float)],
+    gc=False,
+)
+"""One scored row as the writer builds it: the fields of RECORD_FIELDS, in that order."""
 CONTENT_TYPE = "application/x-ndjson"
 CONTENT_ENCODING = "gzip"
+COMPRESS_LEVEL = 1
+"""ISA-L level (0-3) of the log objects."""
 
 
 class CorruptLogObject(ValueError):
@@ -48,18 +59,40 @@ class DecodedBatch:
     bad_lines: int
 
 
-def encode_batch(records: Iterable[Mapping[str, Any]], compresslevel: int = 6) -> bytes:
-    """Serialise records as gzip-compressed JSON lines (level 1 is ~2x faster, ~20% larger)."""
-    lines = b"".join(orjson.dumps(record) + b"\n" for record in records)
-    return gzip.compress(lines, compresslevel=compresslevel, mtime=0)
+_encoder = msgspec.json.Encoder()
+
+
+def encode_lines(records: Iterable[Any]) -> bytes:
+    """`Record`s (or any msgspec-encodable objects) as JSON lines, in one C-level pass (~0.3 µs per record)."""
+    return _encoder.encode_lines(records)
+
+
+def compress(lines: bytes | bytearray) -> bytes:
+    """A log object from JSON lines: standard gzip, without a timestamp, written by ISA-L.
+
+    The predict service compresses on its serving core: ISA-L's level 1 takes ~0.5 µs per row, a
+    quarter of zlib's fastest level, and its objects are smaller (~90 bytes per row). Any gzip reader
+    reads them. The call releases the GIL.
+    """
+    return igzip.compress(lines, COMPRESS_LEVEL, mtime=0)
+
+
+def decompress(data: bytes) -> bytes:
+    """The JSON lines of a log object; CorruptLogObject if it is not complete gzip."""
+    try:
+        return igzip.decompress(data)
+    except (OSError, EOFError, zlib.error, isal_zlib.error) as error:
+        raise CorruptLogObject(f"not a complete gzip object: {error}") from error
+
+
+def encode_batch(records: Iterable[Mapping[str, Any]]) -> bytes:
+    """Serialise records (dicts) as one gzip-compressed JSON-lines object."""
+    return compress(b"".join(orjson.dumps(record) + b"\n" for record in records))
 
 
 def decode_batch(data: bytes) -> DecodedBatch:
     """Parse one log object; unreadable lines are counted, an unreadable object raises."""
-    try:
-        text = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as error:
-        raise CorruptLogObject(f"not a complete gzip object: {error}") from error
+    text = decompress(data)
     records: list[dict[str, Any]] = []
     bad = 0
     for line in text.splitlines():

@@ -6,8 +6,9 @@ import urllib.parse
 import pytest
 
 from churnflow import layout, requestlog, schema
+from churnflow.gcs_upload import ObjectExists
 from churnflow.serving.contract import customer_struct
-from churnflow.serving.request_logger import CHUNK_ROWS, RequestLogger
+from churnflow.serving.request_logger import ENCODE_ROWS, RequestLogger
 
 
 class Store:
@@ -26,9 +27,12 @@ class Store:
         return [r for data in self.objects.values() for r in requestlog.decode_batch(data).records]
 
 
+CUSTOMER = customer_struct()(**schema.EXAMPLE_CUSTOMER)
+
+
 def log_rows(logger, count, prefix="r"):
     for i in range(count):
-        logger.log(f"{prefix}{i}", 1.0 + i, 3, (dict(schema.EXAMPLE_CUSTOMER),), (0.25,), (False,), 0.5)
+        logger.log_one(f"{prefix}{i}", 1.0 + i, 3, CUSTOMER, 0.25, False, 0.5)
 
 
 async def wait_for(condition, timeout=5.0):
@@ -45,8 +49,8 @@ def store():
 def test_records_follow_the_shared_format(store, tmp_path):
     logger = RequestLogger(store, tmp_path, flush_rows=1000, flush_age_s=60)
     log_rows(logger, 2)
-    batch = [customer_struct()(**schema.EXAMPLE_CUSTOMER)] * 3
-    logger.log("b", 9.0, 3, batch, (0.1, 0.5, 0.9), (False, True, True), 1.5)
+    batch = [CUSTOMER] * 3
+    logger.log_batch("b", 9.0, 3, batch, (0.1, 0.5, 0.9), (False, True, True), 1.5)
     asyncio.run(logger.flush())
     (name,) = store.objects
     assert name.startswith(layout.REQUEST_LOG_PREFIX + "dt=") and name.endswith(".jsonl.gz")
@@ -63,11 +67,11 @@ def test_records_follow_the_shared_format(store, tmp_path):
 
 def test_a_large_flush_is_encoded_in_chunks_and_read_back_whole(store, tmp_path):
     logger = RequestLogger(store, tmp_path, flush_rows=10**6, flush_age_s=60)
-    log_rows(logger, 3 * CHUNK_ROWS + 7)
+    log_rows(logger, 3 * ENCODE_ROWS + 7)
     asyncio.run(logger.flush())
     (data,) = store.objects.values()
     decoded = requestlog.decode_batch(data)
-    assert [r["request_id"] for r in decoded.records] == [f"r{i}" for i in range(3 * CHUNK_ROWS + 7)]
+    assert [r["request_id"] for r in decoded.records] == [f"r{i}" for i in range(3 * ENCODE_ROWS + 7)]
     assert decoded.bad_lines == 0
 
 
@@ -145,3 +149,26 @@ def test_unwritable_spool_counts_rows_as_lost(store, tmp_path):
     log_rows(logger, 2)
     asyncio.run(logger.flush())
     assert logger.stats.lost == 2
+
+
+def test_an_upload_whose_answer_was_lost_is_stored_once(tmp_path):
+    class LosesTheFirstAnswer(Store):
+        """Stores every object but fails the first call after storing; refuses to replace (create-only)."""
+
+        def __call__(self, name, data):
+            if name in self.objects:
+                raise ObjectExists(name)
+            self.objects[name] = data
+            if len(self.objects) == 1:
+                raise TimeoutError("answer lost")
+
+    store = LosesTheFirstAnswer()
+    logger = RequestLogger(store, tmp_path, flush_rows=1000, flush_age_s=60)
+    log_rows(logger, 3, "a")
+    asyncio.run(logger.flush())
+    assert logger.stats.spooled == 3 and len(list(tmp_path.iterdir())) == 1
+    log_rows(logger, 2, "b")
+    asyncio.run(logger.flush())  # the spooled batch is already there: counted as uploaded, not duplicated
+    assert not list(tmp_path.iterdir())
+    assert sorted(r["request_id"] for r in store.records()) == ["a0", "a1", "a2", "b0", "b1"]
+    assert logger.stats.uploaded == 5 and logger.stats.spooled == 0

@@ -464,10 +464,10 @@ def _stop(records: list[ServiceRecord]) -> None:
         deadline = time.monotonic() + grace
         while remaining and time.monotonic() < deadline:
             time.sleep(_POLL_S)
-            for record in remaining:
-                _reap(record)
             remaining = [r for r in remaining if _group_exists(r)]
         if not remaining:
+            for record in records:  # a leader that exited after its last check is a zombie until reaped
+                _reap(record)
             return
     raise StackError(f"could not stop {', '.join(r.name for r in remaining)}")
 

@@ -12,9 +12,7 @@ n / DEFF, with Kish's design effect DEFF estimated from how much the drawn batch
 
 from __future__ import annotations
 
-import gzip
 import math
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -136,8 +134,8 @@ def sample_object(data: bytes, quota: int, rng: np.random.Generator) -> ObjectSa
     object that is not complete gzip comes back `corrupt` with nothing else.
     """
     try:
-        text = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error):
+        text = requestlog.decompress(data)
+    except requestlog.CorruptLogObject:
         return ObjectSample(size=len(data), corrupt=True)
     starts, ends = _line_bounds(text)
     sample = ObjectSample(size=len(data), lines=len(starts))

@@ -103,6 +103,18 @@ def customer_struct() -> type[msgspec.Struct]:
     return msgspec.defstruct("Customer", fields, forbid_unknown_fields=True, gc=False)
 
 
+def as_struct(customer: BaseModel) -> msgspec.Struct:
+    """The `customer_struct` of a customer validated by the pydantic model (FastAPI's routes)."""
+    return customer_struct()(**customer.model_dump())
+
+
+@cache
+def batch_item_struct() -> type[msgspec.Struct]:
+    """The msgspec twin of `BatchItem` (same fields and types), which batch responses are encoded from."""
+    fields = [(name, field.annotation) for name, field in BatchItem.model_fields.items()]
+    return msgspec.defstruct("BatchItem", fields, gc=False)
+
+
 @cache
 def batch_struct() -> type[msgspec.Struct]:
     """The msgspec Struct of a batch request (`{"customers": [...]}`, at least one)."""

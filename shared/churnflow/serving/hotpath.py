@@ -63,7 +63,7 @@ class HotPath:
         if accepted is None:
             return
         model, customer, started = accepted
-        body = self.services.score_one(model, msgspec.structs.asdict(customer), started, hot=True)
+        body = self.services.score_one(model, customer, started, hot=True)
         await _send(send, 200, body)
 
     async def predict_batch(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,15 +78,8 @@ class HotPath:
             detail = orjson.dumps({"detail": scoring.batch_too_large(len(customers), settings)})
             await _send(send, 413, detail)
             return
-        ts = time.time()
-        request_id = scoring.new_request_id()
-        columns = scoring.columns_of(customers)
-        payload, probabilities, predicted = scoring.predict_batch(model, columns, request_id, self.services.policy)
-        response = orjson.dumps(payload)
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        timing = scoring.server_timing(latency_ms).encode()
-        await _send(send, 200, response, headers=[(b"server-timing", timing)])
-        self.services.record(request_id, ts, model, customers, probabilities, predicted, latency_ms, True)
+        body, latency_ms = self.services.score_batch(model, customers, started, hot=True)
+        await _send(send, 200, body, headers=[(b"server-timing", scoring.server_timing(latency_ms).encode())])
 
     async def _accept(
         self, scope: Scope, receive: Receive, send: Send, decoder: msgspec.json.Decoder[Any]

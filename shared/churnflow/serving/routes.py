@@ -9,11 +9,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 
-from churnflow.schema import FEATURE_NAMES
 from churnflow.serving import scoring
 from churnflow.serving.contract import (
     BatchPrediction,
@@ -23,6 +21,7 @@ from churnflow.serving.contract import (
     Prediction,
     Problem,
     Status,
+    as_struct,
 )
 from churnflow.serving.dependencies import NO_CHAMPION, ModelDep, ServicesDep
 
@@ -80,7 +79,7 @@ async def stats(services: ServicesDep) -> dict[str, Any]:
 async def predict(customer: Customer, model: ModelDep, services: ServicesDep) -> Response:  # type: ignore[valid-type]
     """Score one customer: probability, prediction, risk level and the top feature contributions."""
     started = time.perf_counter()
-    body = services.score_one(model, customer.model_dump(), started, hot=False)  # type: ignore[attr-defined]
+    body = services.score_one(model, as_struct(customer), started, hot=False)
     return Response(body, media_type=JSON)
 
 
@@ -88,14 +87,9 @@ async def predict(customer: Customer, model: ModelDep, services: ServicesDep) ->
 async def predict_batch(batch: BatchRequest, model: ModelDep, services: ServicesDep) -> Response:  # type: ignore[valid-type]
     """Score many customers in one vectorised call (at most `max_batch`, else 413)."""
     started = time.perf_counter()
-    ts = time.time()
-    rows = [customer.model_dump() for customer in batch.customers]  # type: ignore[attr-defined]
-    if len(rows) > services.settings.max_batch:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, scoring.batch_too_large(len(rows), services.settings))
-    columns = {name: [row[name] for row in rows] for name in FEATURE_NAMES}
-    request_id = scoring.new_request_id()
-    payload, probabilities, predicted = scoring.predict_batch(model, columns, request_id, services.policy)
-    body = orjson.dumps(payload)
-    latency_ms = (time.perf_counter() - started) * 1000.0
-    services.record(request_id, ts, model, rows, probabilities, predicted, latency_ms, False)
+    customers = batch.customers  # type: ignore[attr-defined]
+    if len(customers) > services.settings.max_batch:
+        detail = scoring.batch_too_large(len(customers), services.settings)
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail)
+    body, latency_ms = services.score_batch(model, [as_struct(c) for c in customers], started, hot=False)
     return Response(body, media_type=JSON, headers={"Server-Timing": scoring.server_timing(latency_ms)})

@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import msgspec
 import orjson
 
+from churnflow import requestlog
+from churnflow.gcs_upload import MediaUploader
 from churnflow.registry_client import RegistryClient
 from churnflow.serving import scoring
 from churnflow.serving.holder import LoadedModel, ModelHolder
-from churnflow.serving.request_logger import GcsUploader, RequestLogger, Row, Uploader
+from churnflow.serving.request_logger import RequestLogger, Uploader
 from churnflow.serving.scoring import Policy
 from churnflow.settings import PredictSettings
 
@@ -52,7 +55,9 @@ class Services:
         holder = ModelHolder(registry, settings.model_name, settings.champion_alias, settings.poll_interval_s)
         logger = None
         if settings.log_requests:
-            uploader = uploader or GcsUploader(settings.project, settings.bucket, settings.log_upload_timeout_s)
+            uploader = uploader or MediaUploader(
+                settings.bucket, requestlog.CONTENT_TYPE, settings.log_upload_timeout_s
+            )
             logger = RequestLogger(uploader, settings.spool_dir, settings.log_flush_rows, settings.log_flush_age_s)
         return cls(settings, holder, logger)
 
@@ -79,47 +84,46 @@ class Services:
             return True
         return token is not None and hmac.compare_digest(token.encode(), self._token.encode())
 
-    def record(
-        self,
-        request_id: str,
-        ts: float,
-        model: LoadedModel,
-        rows: Sequence[Row],
-        probabilities: Sequence[float],
-        predictions: Sequence[bool],
-        latency_ms: float,
-        hot: bool,
-    ) -> None:
-        """Count a request whose response was sent and queue its rows for the request log."""
+    def score_one(self, model: LoadedModel, customer: msgspec.Struct, started: float, hot: bool) -> bytes:
+        """Score one validated customer (a `contract.customer_struct`), count it and queue its log record.
+
+        Returns the JSON response body. `started` is when the request's body had arrived
+        (perf_counter), so the logged latency is server time.
+        """
+        ts = time.time()
+        request_id = scoring.new_request_id()
+        payload = scoring.predict_one(model, msgspec.structs.asdict(customer), request_id, self.policy)
+        body = orjson.dumps(payload)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        self._count(1, hot)
+        if self.logger is not None:
+            probability, prediction = payload["churn_probability"], payload["churn_prediction"]
+            self.logger.log_one(request_id, ts, model.number, customer, probability, prediction, latency_ms)
+        return body
+
+    def score_batch(
+        self, model: LoadedModel, customers: Sequence[msgspec.Struct], started: float, hot: bool
+    ) -> tuple[bytes, float]:
+        """Score validated customers in one vectorised call, count them and queue their log records.
+
+        Returns the JSON response body and the server time in ms (from `started`, as for `score_one`).
+        """
+        ts = time.time()
+        request_id = scoring.new_request_id()
+        payload, probabilities, predicted = scoring.predict_batch(model, customers, request_id, self.policy)
+        body = msgspec.json.encode(payload)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        self._count(len(customers), hot)
+        if self.logger is not None:
+            self.logger.log_batch(request_id, ts, model.number, customers, probabilities, predicted, latency_ms)
+        return body, latency_ms
+
+    def _count(self, rows: int, hot: bool) -> None:
         if hot:
             self.requests.hot += 1
         else:
             self.requests.routed += 1
-        self.requests.rows += len(rows)
-        if self.logger is not None:
-            self.logger.log(request_id, ts, model.number, rows, probabilities, predictions, latency_ms)
-
-    def score_one(self, model: LoadedModel, row: Row, started: float, hot: bool) -> bytes:
-        """Score one validated customer, count it and queue its log record; returns the JSON response body.
-
-        `started` is when the request's body had arrived (perf_counter), so the logged latency is server time.
-        """
-        ts = time.time()
-        request_id = scoring.new_request_id()
-        payload = scoring.predict_one(model, row, request_id, self.policy)
-        body = orjson.dumps(payload)
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        self.record(
-            request_id,
-            ts,
-            model,
-            (row,),
-            (payload["churn_probability"],),
-            (payload["churn_prediction"],),
-            latency_ms,
-            hot,
-        )
-        return body
+        self.requests.rows += rows
 
     def stats(self) -> dict[str, Any]:
         """Counters of requests, the request log and the model holder."""
