@@ -172,3 +172,14 @@ def test_an_upload_whose_answer_was_lost_is_stored_once(tmp_path):
     assert not list(tmp_path.iterdir())
     assert sorted(r["request_id"] for r in store.records()) == ["a0", "a1", "a2", "b0", "b1"]
     assert logger.stats.uploaded == 5 and logger.stats.spooled == 0
+
+
+def test_a_row_that_cannot_be_encoded_is_counted_lost_and_the_others_are_kept(store, tmp_path, caplog):
+    logger = RequestLogger(store, tmp_path, flush_rows=1000, flush_age_s=60)
+    log_rows(logger, 2, "a")
+    logger.log_one("bad", 1.0, 3, {"not": "a Struct"}, 0.5, True, 0.5)
+    log_rows(logger, 2, "c")
+    asyncio.run(logger.flush())
+    assert sorted(r["request_id"] for r in store.records()) == ["a0", "a1", "c0", "c1"]
+    assert logger.stats.lost == 1 and logger.stats.uploaded == 4 and logger.pending == 0
+    assert "cannot encode" in caplog.text

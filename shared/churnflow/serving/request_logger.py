@@ -162,17 +162,22 @@ class RequestLogger:
     def _encode(self) -> None:
         """Move the queued rows into the buffer as JSON lines (on the event loop, between requests)."""
         self._encode_scheduled = False
-        if self._queue:
-            record, astuple = requestlog.Record, msgspec.structs.astuple
-            records = [
-                record(rid if i is None else f"{rid}-{i}", ts, v, *astuple(c), p, int(pr), lat)
-                for rid, i, ts, v, c, p, pr, lat in self._queue
-            ]
-            self._encoded.append(requestlog.encode_lines(records))
-            self._buffered_rows += len(self._queue)
-            self._queue = []
-            if self._buffered_rows >= self.flush_rows:
-                self._wake.set()
+        queue, self._queue = self._queue, []
+        if not queue:
+            return
+        try:
+            lines, rows = _json_lines(queue), len(queue)
+        except Exception:  # some row cannot be encoded: keep the others, count it lost, loudly
+            lines = b"".join(_json_lines_or_empty([entry]) for entry in queue)
+            rows = lines.count(b"\n")
+            lost = len(queue) - rows
+            self.stats.lost += lost
+            self._drained += lost
+            log.exception("request-log rows lost: cannot encode them", extra={"rows": lost})
+        self._encoded.append(lines)
+        self._buffered_rows += rows
+        if self._buffered_rows >= self.flush_rows:
+            self._wake.set()
 
     async def _upload(self) -> None:
         encoded, rows = self._encoded, self._buffered_rows
@@ -241,3 +246,22 @@ class RequestLogger:
 
 def _rows_in(data: bytes) -> int:
     return requestlog.decompress(data).count(b"\n")
+
+
+def _json_lines(entries: list[tuple[Any, ...]]) -> bytes:
+    """Queued rows as request-log JSON lines (a batch's rows get ids `<request_id>-<i>`)."""
+    record, astuple = requestlog.Record, msgspec.structs.astuple
+    return requestlog.encode_lines(
+        [
+            record(rid if i is None else f"{rid}-{i}", ts, v, *astuple(c), p, int(pr), lat)
+            for rid, i, ts, v, c, p, pr, lat in entries
+        ]
+    )
+
+
+def _json_lines_or_empty(entries: list[tuple[Any, ...]]) -> bytes:
+    """`_json_lines`, or nothing for rows that cannot be encoded."""
+    try:
+        return _json_lines(entries)
+    except Exception:
+        return b""
