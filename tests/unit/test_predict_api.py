@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi import FastAPI
@@ -13,6 +14,7 @@ from churnflow.registry_client import AliasNotFound, ModelVersion, RegistryClien
 from churnflow.serving import create_app
 from churnflow.serving.contract import BatchRequest, Customer
 from churnflow.serving.dependencies import NO_CHAMPION
+from churnflow.serving.scoring import Policy
 from churnflow.settings import PredictSettings
 
 EXAMPLE = schema.EXAMPLE_CUSTOMER
@@ -134,6 +136,13 @@ def test_risk_levels_follow_the_configured_thresholds(make_client, scorer, datas
     body = make_client(risk_medium=0.3, risk_high=0.6).post("/predict", json=row).json()
     p = body["churn_probability"]
     assert body["risk_level"] == ("HIGH" if p >= 0.6 else "MEDIUM" if p >= 0.3 else "LOW")
+
+
+def test_batch_risk_levels_apply_the_single_row_rule_also_at_the_thresholds():
+    policy = Policy(threshold=0.5, risk_medium=0.3, risk_high=0.6, top_contributions=5)
+    probabilities = np.array([0.0, 0.2999999, 0.3, 0.45, 0.5999999, 0.6, 0.99, 1.0])
+    assert policy.risks(probabilities) == [policy.risk(p) for p in probabilities.tolist()]
+    assert policy.risks(probabilities) == ["LOW", "LOW", "MEDIUM", "MEDIUM", "MEDIUM", "HIGH", "HIGH", "HIGH"]
 
 
 INVALID_BODIES = {

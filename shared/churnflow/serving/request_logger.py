@@ -43,7 +43,7 @@ ENCODE_ROWS = 256
 
 @dataclass
 class LoggerStats:
-    """Row counts since start: accepted by `log`, stored in GCS, waiting in the spool, lost."""
+    """Row counts since start: accepted by `log_one`/`log_batch`, stored in GCS, waiting in the spool, lost."""
 
     accepted: int = 0
     uploaded: int = 0

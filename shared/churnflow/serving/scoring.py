@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from random import getrandbits
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -18,6 +18,13 @@ from churnflow.compiled import sigmoid
 from churnflow.serving.contract import RiskLevel, batch_item_struct
 from churnflow.serving.holder import LoadedModel
 from churnflow.settings import PredictSettings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+RISK_LEVELS: tuple[RiskLevel, ...] = ("LOW", "MEDIUM", "HIGH")
+"""Risk levels by the number of risk thresholds a probability reaches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +45,12 @@ class Policy:
         """LOW below risk_medium, HIGH from risk_high, MEDIUM between."""
         return RISK_LEVELS[(probability >= self.risk_medium) + (probability >= self.risk_high)]
 
+    def risks(self, probabilities: np.ndarray) -> list[RiskLevel]:
+        """`risk` of many probabilities at once (thresholds reached counted by one `searchsorted`)."""
+        import numpy as np  # imported on the first batch: not part of the single-row cold start
 
-RISK_LEVELS: tuple[RiskLevel, ...] = ("LOW", "MEDIUM", "HIGH")
-"""Risk levels by the number of risk thresholds a probability reaches."""
+        reached = np.searchsorted((self.risk_medium, self.risk_high), probabilities, side="right")
+        return list(map(RISK_LEVELS.__getitem__, reached.tolist()))
 
 
 def new_request_id() -> str:
@@ -81,11 +91,8 @@ def predict_batch(
     model: LoadedModel, customers: Sequence[msgspec.Struct], request_id: str, policy: Policy
 ) -> tuple[dict[str, Any], list[float], list[bool]]:
     """The /predict/batch payload (items are `batch_item_struct`s), plus probabilities and predictions for the log."""
-    import numpy as np  # imported on the first batch: not part of the single-row cold start
-
     probabilities = model.scorer.batch_probabilities(columns_of(customers))
     predicted = (probabilities >= policy.threshold).tolist()
-    levels = np.searchsorted((policy.risk_medium, policy.risk_high), probabilities, side="right").tolist()
     values = probabilities.tolist()
-    items = list(map(batch_item_struct(), values, predicted, map(RISK_LEVELS.__getitem__, levels)))
+    items = list(map(batch_item_struct(), values, predicted, policy.risks(probabilities)))
     return {"request_id": request_id, "model_version": model.number, "predictions": items}, values, predicted
