@@ -17,7 +17,7 @@ one shifted toward month-to-month fibre-optic customers. For each window, in fre
 Wall time and peak RSS (VmHWM) of each process are measured. The last line is one JSON object for
 the largest size: the window with the worse check/baseline ratio, the larger check peak, and whether
 every window got the same decision as plain Evidently on all of its rows. `--scenarios` prints
-instead the detection table of the policy vs Evidently's default rule over the `churnflow.scenarios`
+instead the detection table of the policy vs Evidently's default rule over the `churnflow.sim.scenarios`
 windows (no stack needed).
 """
 
@@ -80,8 +80,10 @@ def window_end(index: int) -> datetime:
 
 def write_window(rows: int, kind: str, end: datetime, seed: int) -> float:
     """Write a window of `rows` logged requests spanning SPAN_S before `end`; returns seconds taken."""
-    from churnflow import data, gcs, layout, scenarios
     from churnflow.monitoring.champion import load_champion
+    from churnflow.sim import scenarios
+    from churnflow.storage import gcs, layout
+    from churnflow.training import data
 
     began = time.perf_counter()
     settings = settings_for(rows, kind)
@@ -109,9 +111,9 @@ def child_check(rows: int, kind: str, end: datetime) -> dict[str, Any]:
     import google.cloud.pubsub_v1  # noqa: F401 - a warm instance has these imported
     import mlflow  # noqa: F401
 
-    from churnflow import gcs
     from churnflow.monitoring.check import run_check
-    from churnflow.monitoring.statestore import StateStore
+    from churnflow.retraining.request_store import StateStore
+    from churnflow.storage import gcs
 
     settings = settings_for(rows, kind).model_copy(update={"window_hours": SPAN_S / 3600 + 1})
     store = StateStore(settings.project, settings.bucket, settings.model_name)
@@ -134,9 +136,10 @@ def child_check(rows: int, kind: str, end: datetime) -> dict[str, Any]:
 
 def child_evidently(rows: int, kind: str, seed: int) -> dict[str, Any]:
     """Plain Evidently on the whole window in memory (the same rows as written), through the same policy."""
-    from churnflow import data, scenarios
     from churnflow.monitoring import drift, policy
     from churnflow.monitoring.champion import load_champion, load_reference
+    from churnflow.sim import scenarios
+    from churnflow.training import data
 
     settings = settings_for(rows, kind)
     champion = load_champion(settings)
@@ -167,10 +170,10 @@ def run_child(env: dict[str, str], *args: str) -> dict[str, Any]:
 
 
 def bench(sizes: list[int], reps: int) -> dict[str, Any]:
-    from churnflow import data
     from churnflow.local.stack import down, up
     from churnflow.settings import CommonSettings, LocalStackSettings, TrainSettings
-    from churnflow.train_flow import run_training
+    from churnflow.training import data
+    from churnflow.training.register import run_training
 
     gcs_port, pubsub_port, mlflow_port = free_ports(3)
     with tempfile.TemporaryDirectory(prefix="churnflow-bench-") as state:
@@ -224,12 +227,14 @@ def bench(sizes: list[int], reps: int) -> dict[str, Any]:
 
 def scenario_table(sizes: list[int], seeds: int) -> None:
     """How often the policy and Evidently's default rule fire on each scenario (real rows, per seed)."""
-    from churnflow import data, scenarios, training
-    from churnflow.compiled import CompiledScorer, compile_pipeline
+    from churnflow.core.scorer import CompiledScorer
     from churnflow.monitoring import drift, policy
+    from churnflow.sim import scenarios
+    from churnflow.training import data, pipeline
+    from churnflow.training.compiler import compile_pipeline
 
     frame = data.load_dataset()
-    result = training.train(frame)
+    result = pipeline.train(frame)
     scorer = CompiledScorer(compile_pipeline(result.model))
     reference = drift.with_prediction(result.train, scorer)
     rules = policy.Policy()

@@ -207,7 +207,7 @@ def wrk(variant: Variant, core: int, seconds: float, connections: int, script: P
 def prepare_stack(use_env: bool) -> bool:
     """Point this process at a local stack with a champion; True if this call started the stack."""
     from churnflow.local import stack
-    from churnflow.registry_client import AliasNotFound, RegistryClient
+    from churnflow.registry.read import AliasNotFound, RegistryClient
     from churnflow.settings import CommonSettings, LocalStackSettings, TrainSettings
 
     started = False
@@ -219,7 +219,7 @@ def prepare_stack(use_env: bool) -> bool:
     try:
         RegistryClient(common.mlflow_tracking_uri).version_by_alias(common.model_name, common.champion_alias)
     except AliasNotFound:
-        from churnflow.train_flow import run_training
+        from churnflow.training.register import run_training
 
         print(f"no {common.model_name}@{common.champion_alias} yet: training one", file=sys.stderr)
         run_training(TrainSettings())
@@ -262,9 +262,9 @@ def batch_timing(url: str, rows: list[dict[str, Any]], repeats: int) -> dict[str
 
 def scoring_timing(rows: list[dict[str, Any]], repeats: int) -> float:
     """Median ms of the vectorised scorer alone on the batch (the champion's artifact)."""
-    from churnflow.compiled import CompiledScorer
-    from churnflow.registry_client import RegistryClient
-    from churnflow.schema import FEATURE_NAMES
+    from churnflow.core.schema import FEATURE_NAMES
+    from churnflow.core.scorer import CompiledScorer
+    from churnflow.registry.read import RegistryClient
     from churnflow.settings import CommonSettings
 
     common = CommonSettings()
@@ -296,9 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             parser.error(f"`{tool}` is missing (`make bench-predict` installs wrk: apt-get install -y wrk)")
 
-    from churnflow import data, schema, training
+    from churnflow.core import schema
     from churnflow.local import stack
     from churnflow.settings import LocalStackSettings
+    from churnflow.training import data, pipeline
 
     started_stack = prepare_stack(args.use_env)
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"rep {rep + 1} {variant.name:<14} {result}", file=sys.stderr)
 
         service = by_name["service"]
-        rows = training.features(data.load_dataset()).head(1000).to_dict("records")
+        rows = pipeline.features(data.load_dataset()).head(1000).to_dict("records")
         batch = batch_timing(service.url + "/batch", rows, repeats=30)
         batch["score_ms"] = scoring_timing(rows, repeats=50)
         _, mlflow_reply, _ = post(by_name["mlflow"].url, by_name["mlflow"].body)

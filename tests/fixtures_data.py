@@ -2,7 +2,7 @@
 
 import pytest
 
-from churnflow import data, training
+from churnflow.training import data, pipeline
 
 
 @pytest.fixture(scope="session")
@@ -14,14 +14,14 @@ def dataset():
 @pytest.fixture(scope="session")
 def training_result(dataset):
     """The baseline model trained as `churnflow train` does (split 80/20, seed 42)."""
-    return training.train(dataset)
+    return pipeline.train(dataset)
 
 
 @pytest.fixture(scope="session")
 def champion(local_stack, dataset):
     """Version 1 of model `churn`, trained as `churnflow train` does and aliased champion on the session stack."""
     from churnflow.settings import TrainSettings
-    from churnflow.train_flow import run_training
+    from churnflow.training.register import run_training
 
     with pytest.MonkeyPatch.context() as patch:
         for name, value in local_stack.env().items():

@@ -6,7 +6,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from churnflow.logs import configure_logging
-from churnflow.retraining import launchers, trigger
+from churnflow.retraining import launchers, pubsub_trigger
 from churnflow.settings import RetrainSettings
 
 
@@ -25,4 +25,4 @@ def on_retrain_request(cloud_event: CloudEvent) -> None:
     """
     settings, launcher = _dependencies()
     data = cloud_event.data if isinstance(cloud_event.data, dict) else {}
-    trigger.handle(data.get("message") or {}, settings, launcher)
+    pubsub_trigger.handle(data.get("message") or {}, settings, launcher)

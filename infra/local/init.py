@@ -13,11 +13,11 @@ import argparse
 import logging
 import os
 
-from churnflow import registry
 from churnflow.local import bootstrap
 from churnflow.logs import configure_logging
+from churnflow.registry import write as registry_write
 from churnflow.settings import TrainSettings
-from churnflow.train_flow import run_training
+from churnflow.training.register import run_training
 
 log = logging.getLogger("churnflow.local.init")
 
@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap.bootstrap_storage(os.environ["STORAGE_EMULATOR_HOST"], settings.project, settings.bucket)
     bootstrap.bootstrap_pubsub(pubsub, settings.project, settings.retrain_topic)
     bootstrap.ensure_push_subscription(pubsub, settings.project, settings.retrain_topic, args.trigger_url)
-    registry.configure_client(settings)
-    champion = registry.champion_version(settings)
+    registry_write.configure_client(settings)
+    champion = registry_write.champion_version(settings)
     if champion is None:
         champion = run_training(settings).version.version
         log.info("trained the first model: %s v%s is the champion", settings.model_name, champion)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
-    from churnflow.data import DataValidationError
-    from churnflow.registry import RegistryUnavailable
+    from churnflow.registry.write import RegistryUnavailable
     from churnflow.settings import TrainSettings
-    from churnflow.train_flow import run_training
+    from churnflow.training.data import DataValidationError
+    from churnflow.training.register import run_training
 
     overrides = {"data_uri": args.data} if args.data else {}
     settings = TrainSettings(**overrides)
@@ -31,9 +31,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _labels_import(args: argparse.Namespace) -> int:
-    from churnflow.ground_truth import import_labels
-    from churnflow.labels import LabelValidationError
     from churnflow.settings import CommonSettings
+    from churnflow.storage.ground_truth import import_labels
+    from churnflow.storage.labels import LabelValidationError
 
     try:
         uri, count = import_labels(CommonSettings(), Path(args.file))
@@ -46,13 +46,13 @@ def _labels_import(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from churnflow import registry
+    from churnflow.registry import write as registry_write
     from churnflow.settings import CommonSettings
 
     settings = CommonSettings()
-    registry.configure_client(settings)
-    previous = registry.champion_version(settings)
-    registry.set_alias(settings, settings.champion_alias, args.version, {"churnflow.promoted_by": "manual"})
+    registry_write.configure_client(settings)
+    previous = registry_write.champion_version(settings)
+    registry_write.set_alias(settings, settings.champion_alias, args.version, {"churnflow.promoted_by": "manual"})
     print(f"{settings.model_name}@{settings.champion_alias}: v{previous} -> v{args.version}")
     return 0
 
@@ -64,8 +64,8 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from churnflow import demo
     from churnflow.local import stack
+    from churnflow.sim import demo
 
     if args.down:
         stopped = stack.down(demo.demo_settings())

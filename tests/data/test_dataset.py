@@ -1,6 +1,7 @@
 """Data tests on the bundled IBM Telco file: schema, labels, balance, uniqueness, no leakage."""
 
-from churnflow import data, schema
+from churnflow.core import schema
+from churnflow.training import data
 
 
 def test_bundled_file_matches_the_published_checksum():

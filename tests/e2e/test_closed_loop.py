@@ -2,9 +2,9 @@
 
 import pytest
 
-from churnflow import demo
 from churnflow.local import stack
 from churnflow.monitoring.models import Status
+from churnflow.sim import demo
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from churnflow import gcs
+from churnflow.storage import gcs
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from churnflow import layout
 from churnflow.local import bootstrap, stack
 from churnflow.settings import REPO_ROOT, CommonSettings, LocalStackSettings
+from churnflow.storage import layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

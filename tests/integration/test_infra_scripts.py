@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from churnflow import layout
 from churnflow.local import bootstrap
 from churnflow.local.stack import StackInfo, gcloud_sdk_root
 from churnflow.settings import REPO_ROOT
+from churnflow.storage import layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

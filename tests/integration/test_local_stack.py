@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from churnflow import gcs, layout
 from churnflow.local import bootstrap, stack
 from churnflow.settings import REPO_ROOT, LocalStackSettings
+from churnflow.storage import gcs, layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

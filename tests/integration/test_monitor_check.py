@@ -13,15 +13,17 @@ import orjson
 import pytest
 from google.cloud import pubsub_v1
 
-from churnflow import gcs, layout, requestlog, scenarios, schema
-from churnflow.messages import RetrainRequested
-from churnflow.monitoring import trigger
+from churnflow.core import schema
+from churnflow.core.messages import RetrainRequested
 from churnflow.monitoring.champion import load_champion
 from churnflow.monitoring.check import run_check
 from churnflow.monitoring.errors import MonitorUnavailable
 from churnflow.monitoring.reports import ReportStore
-from churnflow.monitoring.statestore import StateStore
+from churnflow.retraining import request_state
+from churnflow.retraining.request_store import StateStore
 from churnflow.settings import MonitorSettings
+from churnflow.sim import scenarios
+from churnflow.storage import gcs, layout, request_log
 
 pytestmark = pytest.mark.integration
 PROJECT = "churnflow-test"
@@ -197,10 +199,10 @@ def test_no_request_within_the_cooldown_after_a_promotion(monitor, requests_seen
         report_uri="gs://x/report.html",
     )
     store = StateStore(PROJECT, monitor.bucket, "churn")
-    state = trigger.start(
-        trigger.claim(earlier, NOW - timedelta(hours=2)), earlier.request_id, NOW - timedelta(hours=2)
+    state = request_state.start(
+        request_state.claim(earlier, NOW - timedelta(hours=2)), earlier.request_id, NOW - timedelta(hours=2)
     )
-    promoted = trigger.finish(state, earlier.request_id, NOW - timedelta(minutes=20), promoted_version=7)
+    promoted = request_state.finish(state, earlier.request_id, NOW - timedelta(minutes=20), promoted_version=7)
     store.write(promoted, 0)
 
     monitor.log("month_to_month_fibre", 1000, NOW - timedelta(minutes=10))
@@ -215,7 +217,7 @@ def test_no_request_within_the_cooldown_after_a_promotion(monitor, requests_seen
 def test_damaged_objects_and_rows_are_skipped_and_counted(monitor):
     start = NOW - timedelta(minutes=20)
     monitor.log("in_distribution", 1000, start)
-    good = requestlog.encode_batch(
+    good = request_log.encode_batch(
         scenarios.to_log_records(
             scenarios.window(monitor.dataset, "in_distribution", 100, 9), monitor.champion.scorer, 1, 0
         )

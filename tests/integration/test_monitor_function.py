@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from churnflow import gcs, layout, scenarios
 from churnflow.monitoring.champion import load_champion
 from churnflow.settings import REPO_ROOT, MonitorSettings
+from churnflow.sim import scenarios
+from churnflow.storage import gcs, layout
 
 pytestmark = pytest.mark.integration
 PROJECT = "churnflow-test"

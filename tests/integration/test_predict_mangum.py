@@ -7,7 +7,7 @@ import runpy
 import pytest
 from fastapi.testclient import TestClient
 
-from churnflow import schema
+from churnflow.core import schema
 from churnflow.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,11 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from churnflow import gcs, layout, requestlog, schema
-from churnflow.registry_client import SCORER_TAG, RegistryClient
+from churnflow.core import schema
+from churnflow.registry.read import SCORER_TAG, RegistryClient
 from churnflow.serving import create_app
 from churnflow.settings import PredictSettings
+from churnflow.storage import gcs, layout, request_log
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +83,7 @@ def test_serves_the_registered_champion_and_logs_to_gcs(stack_env, champion, tmp
     records = [
         record
         for blob in bucket.list_blobs(prefix=layout.REQUEST_LOG_PREFIX)
-        for record in requestlog.decode_batch(blob.download_as_bytes()).records
+        for record in request_log.decode_batch(blob.download_as_bytes()).records
         if record["request_id"] == body["request_id"]
     ]
     assert len(records) == 1
@@ -158,7 +159,7 @@ def test_broken_versions_are_refused_until_a_valid_one_comes(stack_env, champion
         holder = client.app.state.services.holder
         broken = [
             publish(mlflow_client, name, champion, scorer="compiled/does-not-exist.json", alias=False),
-            publish(mlflow_client, name, champion, scorer={"format": "churnflow.compiled-logreg/v1"}, alias=False),
+            publish(mlflow_client, name, champion, scorer={"format": "churnflow.core.scorer-logreg/v1"}, alias=False),
         ]
         for number, version in enumerate(broken, start=1):
             mlflow_client.set_registered_model_alias(name, "champion", str(version))

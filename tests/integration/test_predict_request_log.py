@@ -12,9 +12,10 @@ from collections import Counter
 import httpx
 import pytest
 
-from churnflow import gcs, layout, requestlog, schema
+from churnflow.core import schema
 from churnflow.local import bootstrap, stack
 from churnflow.settings import REPO_ROOT
+from churnflow.storage import gcs, layout, request_log
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +130,7 @@ def test_gcs_down_for_10s_under_load_loses_nothing(stack_env, champion, fake_gcs
     logged = [
         record["request_id"]
         for blob in bucket.list_blobs(prefix=layout.REQUEST_LOG_PREFIX)
-        for record in requestlog.decode_batch(blob.download_as_bytes()).records
+        for record in request_log.decode_batch(blob.download_as_bytes()).records
     ]
     assert len(logged) == len(served)  # nothing lost, nothing duplicated
     assert set(logged) == served

@@ -9,15 +9,17 @@ from datetime import UTC, datetime
 import pytest
 from mlflow import MlflowClient
 
-from churnflow import gcs, ground_truth, layout, registry, requestlog, scenarios
-from churnflow.compiled import CompiledScorer
-from churnflow.messages import RetrainRequested
-from churnflow.monitoring.statestore import StateStore
-from churnflow.monitoring.trigger import RetrainStatus, claim, confirm
-from churnflow.registry_client import RegistryClient
-from churnflow.retraining import job, trigger
+from churnflow.core.messages import MESSAGE_ID_ENV, REQUEST_ENV, RetrainRequested
+from churnflow.core.scorer import CompiledScorer
+from churnflow.registry import write as registry_write
+from churnflow.registry.read import RegistryClient
+from churnflow.retraining import job, pubsub_trigger
+from churnflow.retraining.request_state import RetrainStatus, claim, confirm
+from churnflow.retraining.request_store import StateStore
 from churnflow.settings import RetrainSettings
-from churnflow.train_flow import run_training
+from churnflow.sim import scenarios
+from churnflow.storage import gcs, ground_truth, layout, request_log
+from churnflow.training.register import run_training
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +47,7 @@ def loop(stack_env, story, tmp_path):
     for start in range(0, len(records), 500):
         when = datetime.now(UTC)
         name_ = layout.request_log_object(when, uuid.uuid4().hex[:8])
-        gcs.write_bytes("test", layout.gs_uri(bucket, name_), requestlog.encode_batch(records[start : start + 500]))
+        gcs.write_bytes("test", layout.gs_uri(bucket, name_), request_log.encode_batch(records[start : start + 500]))
     labels_file = tmp_path / "labels.csv"
     lines = ["request_id,churned,observed_at"] + [
         f"{r['request_id']},{churn},2026-11-20T00:00:00Z" for r, churn in zip(records, traffic["Churn"], strict=True)
@@ -87,7 +89,9 @@ def test_retrain_on_labelled_segment_traffic_is_promoted_and_better_on_the_segme
     assert tags["churnflow.trigger_message_id"] == "msg-1"
     assert tags["churnflow.drift_report_uri"] == request.report_uri
     assert tags["churnflow.gate_decision"] == "promote"
-    assert len(tags[registry.TAG_FINGERPRINT]) == 64 and tags[registry.TAG_FINGERPRINT] != v1.data_fingerprint
+    assert (
+        len(tags[registry_write.TAG_FINGERPRINT]) == 64 and tags[registry_write.TAG_FINGERPRINT] != v1.data_fingerprint
+    )
     assert int(tags["churnflow.recent_train_rows"]) > 1000
     recent_gain = float(tags["churnflow.challenger_recent.roc_auc"]) - float(tags["churnflow.champion_recent.roc_auc"])
     assert recent_gain > 0.005  # better on held-out rows of the shifted segment
@@ -126,7 +130,7 @@ def test_a_job_dying_before_the_alias_moves_changes_nothing_and_the_rerun_succee
         raise RuntimeError("killed half-way")
 
     with monkeypatch.context() as patch:
-        patch.setattr(registry, "set_alias", crash)
+        patch.setattr(registry_write, "set_alias", crash)
         with pytest.raises(RuntimeError, match="killed half-way"):
             job.run(settings, request, "msg-crash")
     assert client.version_by_alias(settings.model_name, "champion").version == 1
@@ -158,12 +162,14 @@ def test_trigger_starts_one_execution_per_message_and_rejects_bad_ones(stack_env
 
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(
-            pool.map(lambda _: trigger.handle(envelope(request.to_bytes(), message_id), settings, launcher), range(8))
+            pool.map(
+                lambda _: pubsub_trigger.handle(envelope(request.to_bytes(), message_id), settings, launcher), range(8)
+            )
         )
     assert sorted(o.status for o in outcomes) == ["duplicate"] * 7 + ["started"]
     (env,) = launcher.launched
-    assert env[job.MESSAGE_ID_ENV] == message_id
-    assert RetrainRequested.model_validate_json(env[job.REQUEST_ENV]) == request
+    assert env[MESSAGE_ID_ENV] == message_id
+    assert RetrainRequested.model_validate_json(env[REQUEST_ENV]) == request
 
     bad = [
         {"messageId": "b1", "data": "%%% not base64"},
@@ -172,7 +178,7 @@ def test_trigger_starts_one_execution_per_message_and_rejects_bad_ones(stack_env
         envelope(b'{"kind": "something-else"}', "b4"),
         {"data": base64.b64encode(request.to_bytes()).decode()},
     ]
-    results = [trigger.handle(message, settings, launcher) for message in bad]
+    results = [pubsub_trigger.handle(message, settings, launcher) for message in bad]
     assert [r.status for r in results] == ["rejected"] * 5
     assert "champion_version" in results[2].detail and "no messageId" in results[4].detail
     assert len(launcher.launched) == 1

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from churnflow import gcs, layout, registry
+from churnflow.registry import write as registry_write
 from churnflow.settings import TrainSettings
+from churnflow.storage import gcs, layout
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +44,16 @@ def test_champion_run_records_metrics_lineage_and_model(stack_env, champion):
     assert set(run.data.metrics) >= {"accuracy", "roc_auc", "precision", "recall", "f1", "log_loss", "brier"}
     assert run.data.metrics["roc_auc"] == pytest.approx(champion.metrics["roc_auc"])
     assert run.data.params["train_rows"] == "5634" and run.data.params["test_rows"] == "1409"
-    assert run.data.tags[registry.TAG_FINGERPRINT] == champion.data_fingerprint
-    assert len(run.data.tags[registry.TAG_CODE_VERSION]) in (40, len("unknown"))
-    assert version.tags[registry.TAG_REFERENCE_URI] == champion.reference_uri
+    assert run.data.tags[registry_write.TAG_FINGERPRINT] == champion.data_fingerprint
+    assert len(run.data.tags[registry_write.TAG_CODE_VERSION]) in (40, len("unknown"))
+    assert version.tags[registry_write.TAG_REFERENCE_URI] == champion.reference_uri
 
 
 def test_artifacts_live_in_the_gcs_bucket(stack_env, champion):
     bucket = gcs.client("churnflow-test").bucket(stack_env["CHURNFLOW_BUCKET"])
     names = {blob.name for blob in bucket.list_blobs(prefix=layout.MLFLOW_ARTIFACTS_PREFIX)}
     run_id = champion.version.run_id
-    assert any(n.endswith(f"{run_id}/artifacts/{registry.SCORER_ARTIFACT}") for n in names)
+    assert any(n.endswith(f"{run_id}/artifacts/{registry_write.SCORER_ARTIFACT}") for n in names)
     assert any(n.endswith("/artifacts/MLmodel") for n in names)
     reference = layout.parse_gs_uri(champion.reference_uri)[1]
     assert bucket.get_blob(reference).size > 10_000
@@ -62,9 +63,9 @@ LOADER = """
 import json, os, sys
 assert set(k for k in os.environ if k.startswith(("MLFLOW", "STORAGE", "CHURNFLOW"))) == {"MLFLOW_TRACKING_URI"}
 import mlflow, pandas as pd
-from churnflow.compiled import CompiledScorer
-from churnflow.registry_client import RegistryClient
-from churnflow.schema import EXAMPLE_CUSTOMER
+from churnflow.core.scorer import CompiledScorer
+from churnflow.registry.read import RegistryClient
+from churnflow.core.schema import EXAMPLE_CUSTOMER
 model = mlflow.sklearn.load_model("models:/churn@champion")
 client = RegistryClient(os.environ["MLFLOW_TRACKING_URI"])
 version = client.version_by_alias("churn", "champion")
@@ -99,8 +100,8 @@ def test_unreachable_mlflow_fails_fast_and_clearly(tmp_path):
 
 
 def test_bad_data_registers_nothing(stack_env, tmp_path):
-    from churnflow.data import DataValidationError, read_raw
-    from churnflow.train_flow import run_training
+    from churnflow.training.data import DataValidationError, read_raw
+    from churnflow.training.register import run_training
 
     raw = read_raw()
     raw.loc[41, "Contract"] = "Weekly"
@@ -115,7 +116,7 @@ def test_bad_data_registers_nothing(stack_env, tmp_path):
 
 
 def test_training_data_loads_from_a_gs_uri(stack_env):
-    from churnflow.data import load_dataset
+    from churnflow.training.data import load_dataset
 
     uri = layout.gs_uri(stack_env["CHURNFLOW_BUCKET"], layout.TRAINING_DATA)
     assert len(load_dataset(uri, project="churnflow-test")) == 7043

@@ -1,6 +1,6 @@
 """Detection quality on real rows: Evidently through the monitor's adapter, then the drift policy.
 
-Windows come from `churnflow.scenarios`; the reference is the baseline champion's training rows. Each
+Windows come from `churnflow.sim.scenarios`; the reference is the baseline champion's training rows. Each
 window costs about a second of Evidently, so the seeds are counted where the claim needs them.
 """
 
@@ -8,11 +8,12 @@ from functools import cache
 
 import pytest
 
-from churnflow import scenarios
-from churnflow.compiled import CompiledScorer, compile_pipeline
+from churnflow.core.scorer import CompiledScorer
 from churnflow.monitoring import drift
 from churnflow.monitoring.models import Rule
 from churnflow.monitoring.policy import Policy, decide
+from churnflow.sim import scenarios
+from churnflow.training.compiler import compile_pipeline
 
 POLICY = Policy()  # the defaults of MonitorSettings
 SEEDS = range(20)

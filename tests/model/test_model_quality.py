@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from churnflow import schema, training
+from churnflow.core import schema
+from churnflow.training import pipeline
 
 
 def test_held_out_quality_bar(training_result):
@@ -21,7 +22,7 @@ def test_split_is_stratified_and_disjoint(training_result):
 
 def churn_risk(model, **changes):
     row = pd.DataFrame([{**schema.EXAMPLE_CUSTOMER, **changes}])
-    return model.predict_proba(training.features(row))[0, 1]
+    return model.predict_proba(pipeline.features(row))[0, 1]
 
 
 @pytest.mark.parametrize(
@@ -41,6 +42,6 @@ def test_directional_expectations(training_result, feature, riskier, safer):
 
 
 def test_training_is_deterministic(dataset, training_result):
-    again = training.train(dataset)
+    again = pipeline.train(dataset)
     assert again.metrics == training_result.metrics
     assert again.data_fingerprint == training_result.data_fingerprint

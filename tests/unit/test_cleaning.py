@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from churnflow import data, schema
+from churnflow.core import schema
+from churnflow.training import data
 
 
 def raw_rows(count=3):

@@ -5,25 +5,27 @@ import json
 import numpy as np
 import pytest
 
-from churnflow import compiled, schema, training
+from churnflow.core import schema
+from churnflow.core.scorer import FORMAT, CompiledScorer, InvalidScorerArtifact
+from churnflow.training import compiler, pipeline
 
 
 @pytest.fixture(scope="module")
 def scorer(training_result):
-    artifact = json.loads(json.dumps(compiled.compile_pipeline(training_result.model)))
-    return compiled.CompiledScorer(artifact)
+    artifact = json.loads(json.dumps(compiler.compile_pipeline(training_result.model)))
+    return CompiledScorer(artifact)
 
 
 def test_scorer_equals_sklearn_on_every_row(scorer, training_result, dataset):
-    rows = training.features(dataset).to_dict("records")
-    expected = training_result.model.predict_proba(training.features(dataset))[:, 1]
+    rows = pipeline.features(dataset).to_dict("records")
+    expected = training_result.model.predict_proba(pipeline.features(dataset))[:, 1]
     got = np.array(scorer.probabilities(rows))
     assert len(got) == 7043
     assert np.max(np.abs(got - expected)) < 1e-9
 
 
 def test_contributions_add_up_to_the_log_odds(scorer, dataset):
-    row = training.features(dataset).iloc[10].to_dict()
+    row = pipeline.features(dataset).iloc[10].to_dict()
     shares = scorer.contributions(row)
     assert {s.feature for s in shares} == set(schema.FEATURE_NAMES)
     assert scorer.intercept + sum(s.log_odds for s in shares) == pytest.approx(scorer.log_odds(row), abs=1e-12)
@@ -47,17 +49,17 @@ def test_feature_importance_ranks_contract_above_gender(scorer):
     [
         {},
         {"format": "other/v1"},
-        {"format": compiled.FORMAT, "intercept": 0.0, "numeric": [], "categorical": []},
-        {"format": compiled.FORMAT, "intercept": "x", "numeric": [], "categorical": []},
+        {"format": FORMAT, "intercept": 0.0, "numeric": [], "categorical": []},
+        {"format": FORMAT, "intercept": "x", "numeric": [], "categorical": []},
     ],
 )
 def test_invalid_artifacts_are_refused(broken):
-    with pytest.raises(compiled.InvalidScorerArtifact):
-        compiled.CompiledScorer(broken)
+    with pytest.raises(InvalidScorerArtifact):
+        CompiledScorer(broken)
 
 
 def test_batch_path_equals_sklearn_and_the_row_path(scorer, training_result, dataset):
-    frame = training.features(dataset)
+    frame = pipeline.features(dataset)
     columns = {name: frame[name].tolist() for name in schema.FEATURE_NAMES}
     expected = training_result.model.predict_proba(frame)[:, 1]
     got = scorer.batch_probabilities(columns)
@@ -68,7 +70,7 @@ def test_batch_path_equals_sklearn_and_the_row_path(scorer, training_result, dat
 
 
 def test_explain_agrees_with_log_odds_to_the_bit(scorer, dataset):
-    for row in training.features(dataset).head(50).to_dict("records"):
+    for row in pipeline.features(dataset).head(50).to_dict("records"):
         log_odds, top = scorer.explain(row, 3)
         assert log_odds == scorer.log_odds(row)
         assert [share[0] for share in top] == [c.feature for c in scorer.contributions(row, 3)]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from churnflow import schema
+from churnflow.core import schema
 from churnflow.monitoring.models import ColumnDrift, DriftResult, Rule
 from churnflow.monitoring.policy import Policy, decide, importance_shares, noise_floor
 

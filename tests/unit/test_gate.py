@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from churnflow.gate import decide
+from churnflow.retraining.gate import decide
 
 
 @pytest.mark.parametrize(

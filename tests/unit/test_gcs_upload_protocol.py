@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from churnflow.gcs_upload import MediaUploader, UploadFailed
+from churnflow.storage.upload import MediaUploader, UploadFailed
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from churnflow import labels
+from churnflow.storage import labels
 
 KNOWN = {"r1", "r2", "r3"}
 

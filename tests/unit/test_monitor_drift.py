@@ -6,9 +6,11 @@ import random
 import pytest
 from evidently.metrics import DriftedColumnsCount
 
-from churnflow import scenarios, schema
-from churnflow.compiled import CompiledScorer, compile_pipeline
+from churnflow.core import schema
+from churnflow.core.scorer import CompiledScorer
 from churnflow.monitoring import drift
+from churnflow.sim import scenarios
+from churnflow.training.compiler import compile_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,11 @@
 
 import pytest
 
-from churnflow import requestlog, scenarios, schema
-from churnflow.compiled import CompiledScorer, compile_pipeline
+from churnflow.core import schema
+from churnflow.core.scorer import CompiledScorer
+from churnflow.sim import scenarios
+from churnflow.storage import request_log
+from churnflow.training.compiler import compile_pipeline
 
 
 def test_windows_are_reproducible_real_rows(dataset):
@@ -44,14 +47,14 @@ def test_log_records_are_what_the_predict_service_writes(dataset, training_resul
     scorer = CompiledScorer(compile_pipeline(training_result.model))
     rows = scenarios.window(dataset, "new_customers", 50, seed=4)
     records = list(scenarios.to_log_records(rows, scorer, 2, start_ts=1_000.0, per_second=10))
-    assert [set(r) for r in records] == [set(requestlog.RECORD_FIELDS)] * 50
+    assert [set(r) for r in records] == [set(request_log.RECORD_FIELDS)] * 50
     customer = schema.customer_model()
     for record, row in zip(records, rows.to_dict("records"), strict=True):
         customer.model_validate({name: record[name] for name in schema.FEATURE_NAMES})
         assert record["churn_probability"] == pytest.approx(scorer.probability(row), abs=1e-12)
         assert record["churn_prediction"] == int(record["churn_probability"] >= 0.5)
     assert [r["ts"] for r in records[:3]] == [1_000.0, 1_000.1, 1_000.2]
-    assert requestlog.decode_batch(requestlog.encode_batch(records)).records == records
+    assert request_log.decode_batch(request_log.encode_batch(records)).records == records
 
 
 def test_log_objects_are_batches_named_by_their_first_request(dataset, training_result):
@@ -67,7 +70,7 @@ def test_log_objects_are_batches_named_by_their_first_request(dataset, training_
         )
     )
     objects = list(scenarios.log_objects(records, 1000, tag="t"))
-    assert [len(requestlog.decode_batch(body).records) for _, body in objects] == [1000, 1000, 500]
+    assert [len(request_log.decode_batch(body).records) for _, body in objects] == [1000, 1000, 500]
     assert [object_time(name) for name, _ in objects] == [
         datetime.fromtimestamp(records[i]["ts"], UTC) for i in (0, 1000, 2000)
     ]

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from churnflow.messages import RetrainRequested
-from churnflow.monitoring import trigger
-from churnflow.monitoring.trigger import InvalidTransition, RetrainStatus, Timing
+from churnflow.core.messages import RetrainRequested
+from churnflow.retraining import request_state
+from churnflow.retraining.request_state import InvalidTransition, RetrainStatus, Timing
 
 NOW = datetime(2026, 11, 5, 12, tzinfo=UTC)
 TIMING = Timing(claim_ttl_s=300, request_ttl_s=6 * 3600, cooldown_s=3600)
@@ -31,7 +31,7 @@ def request(version=3, **changes):
 
 
 def state(status, age_s=0.0, version=3, finished_age_s=None):
-    base = trigger.claim(request(version), NOW - timedelta(seconds=age_s))
+    base = request_state.claim(request(version), NOW - timedelta(seconds=age_s))
     finished = NOW - timedelta(seconds=finished_age_s) if finished_age_s is not None else None
     return base.model_copy(update={"status": status, "finished_at": finished})
 
@@ -71,49 +71,49 @@ def test_message_rejects_a_bad_body():
     ],
 )
 def test_may_request(current, allowed, why):
-    decision, reason = trigger.may_request(current, 3, NOW, TIMING)
+    decision, reason = request_state.may_request(current, 3, NOW, TIMING)
     assert decision is allowed and why in reason
 
 
 def test_request_lifecycle():
     message = request()
-    claimed = trigger.claim(message, NOW)
+    claimed = request_state.claim(message, NOW)
     assert (claimed.status, claimed.request_id, claimed.champion_version) == ("claimed", message.request_id, 3)
-    pending = trigger.confirm(claimed, NOW)
-    running = trigger.start(pending, message.request_id, NOW + timedelta(minutes=1))
+    pending = request_state.confirm(claimed, NOW)
+    running = request_state.start(pending, message.request_id, NOW + timedelta(minutes=1))
     assert running.status is RetrainStatus.RUNNING and running.updated_at == NOW + timedelta(minutes=1)
-    assert trigger.start(running, message.request_id, NOW).status is RetrainStatus.RUNNING  # a rerun
-    promoted = trigger.finish(running, message.request_id, NOW + timedelta(minutes=9), promoted_version=4)
+    assert request_state.start(running, message.request_id, NOW).status is RetrainStatus.RUNNING  # a rerun
+    promoted = request_state.finish(running, message.request_id, NOW + timedelta(minutes=9), promoted_version=4)
     assert (promoted.status, promoted.promoted_version) == (RetrainStatus.PROMOTED, 4)
     assert promoted.finished_at == NOW + timedelta(minutes=9)
-    done = trigger.finish(running, message.request_id, NOW, promoted_version=None)
+    done = request_state.finish(running, message.request_id, NOW, promoted_version=None)
     assert done.status is RetrainStatus.DONE and done.promoted_version is None
 
 
 def test_failure_is_recorded_with_its_detail():
-    claimed = trigger.claim(request(), NOW)
-    failed = trigger.fail(claimed, claimed.request_id, NOW, "publish failed: boom")
+    claimed = request_state.claim(request(), NOW)
+    failed = request_state.fail(claimed, claimed.request_id, NOW, "publish failed: boom")
     assert failed.status is RetrainStatus.FAILED and failed.detail == "publish failed: boom"
-    assert trigger.may_request(failed, 3, NOW, TIMING)[0]
+    assert request_state.may_request(failed, 3, NOW, TIMING)[0]
 
 
 def test_transitions_check_status_and_request():
-    claimed = trigger.claim(request(), NOW)
+    claimed = request_state.claim(request(), NOW)
     with pytest.raises(InvalidTransition, match="cannot become done"):
-        trigger.finish(claimed, claimed.request_id, NOW, None)
+        request_state.finish(claimed, claimed.request_id, NOW, None)
     with pytest.raises(InvalidTransition, match="not request other"):
-        trigger.start(claimed, "other", NOW)
+        request_state.start(claimed, "other", NOW)
     with pytest.raises(InvalidTransition, match="about nothing"):
-        trigger.start(None, "other", NOW)
-    done = trigger.finish(trigger.start(claimed, claimed.request_id, NOW), claimed.request_id, NOW, None)
+        request_state.start(None, "other", NOW)
+    done = request_state.finish(request_state.start(claimed, claimed.request_id, NOW), claimed.request_id, NOW, None)
     with pytest.raises(InvalidTransition):
-        trigger.confirm(done, NOW)
+        request_state.confirm(done, NOW)
 
 
 def test_state_serialises_to_the_documented_json():
-    claimed = trigger.claim(request(), NOW)
+    claimed = request_state.claim(request(), NOW)
     stored = claimed.model_dump(mode="json")
     assert stored["format"] == "churnflow.retrain-state/v1" and stored["status"] == "claimed"
     assert stored["requested_at"] == "2026-11-05T12:00:00Z" and stored["finished_at"] is None
-    assert trigger.RetrainState.model_validate(stored) == claimed
-    assert trigger.state_name("churn") == "retrain-churn"
+    assert request_state.RetrainState.model_validate(stored) == claimed
+    assert request_state.state_name("churn") == "retrain-churn"

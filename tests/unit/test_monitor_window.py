@@ -8,8 +8,9 @@ import orjson
 import pandas as pd
 import pytest
 
-from churnflow import layout, requestlog, schema
+from churnflow.core import schema
 from churnflow.monitoring import window
+from churnflow.storage import layout, request_log
 
 NOW = datetime(2026, 11, 5, 14, 30, tzinfo=UTC)
 
@@ -69,7 +70,7 @@ def test_error_bound_is_dkw():
 
 def test_sample_object_decodes_every_line_under_its_quota():
     sample = window.sample_object(
-        requestlog.encode_batch([record(i) for i in range(50)]), 100, np.random.default_rng(0)
+        request_log.encode_batch([record(i) for i in range(50)]), 100, np.random.default_rng(0)
     )
     assert (sample.lines, sample.parsed, len(sample.rows), sample.bad_lines, sample.bad_rows) == (50, 50, 50, 0, 0)
     assert [row.tenure for row in sample.rows] == [i % 70 for i in range(50)]
@@ -77,7 +78,7 @@ def test_sample_object_decodes_every_line_under_its_quota():
 
 def test_sample_object_draws_its_quota_without_replacement():
     batch = [record(i, MonthlyCharges=i / 10) for i in range(1000)]
-    sample = window.sample_object(requestlog.encode_batch(batch), 100, np.random.default_rng(1))
+    sample = window.sample_object(request_log.encode_batch(batch), 100, np.random.default_rng(1))
     charges = [row.MonthlyCharges for row in sample.rows]
     assert sample.lines == 1000 and sample.parsed == 100 and len(set(charges)) == 100
     assert max(charges) > 90 and min(charges) < 10  # spread over the object, not its first lines
@@ -93,7 +94,7 @@ def test_bad_lines_and_rows_are_counted_not_raised():
 
 @pytest.mark.parametrize("cut", [0.3, 0.95])
 def test_truncated_object_is_marked_corrupt(cut):
-    data = requestlog.encode_batch([record(i) for i in range(300)])
+    data = request_log.encode_batch([record(i) for i in range(300)])
     sample = window.sample_object(data[: int(len(data) * cut)], 100, np.random.default_rng(0))
     assert sample.corrupt and sample.rows == [] and sample.lines == 0
 
@@ -110,8 +111,8 @@ def test_choose_objects_takes_one_per_time_slice():
 def test_combine_builds_typed_features_and_totals():
     rng = np.random.default_rng(0)
     samples = [
-        window.sample_object(requestlog.encode_batch([record(i) for i in range(400)]), 100, rng),
-        window.sample_object(requestlog.encode_batch([record(i) for i in range(100)]), 100, rng),
+        window.sample_object(request_log.encode_batch([record(i) for i in range(400)]), 100, rng),
+        window.sample_object(request_log.encode_batch([record(i) for i in range(100)]), 100, rng),
         window.ObjectSample(size=1234, corrupt=True),
     ]
     span = window.Window(NOW - timedelta(hours=1), NOW)
@@ -127,7 +128,7 @@ def test_combine_builds_typed_features_and_totals():
 
 
 def test_lines_are_extrapolated_by_size_when_objects_are_skipped():
-    batch = requestlog.encode_batch([record(i) for i in range(200)])
+    batch = request_log.encode_batch([record(i) for i in range(200)])
     sample = window.sample_object(batch, 50, np.random.default_rng(0))
     combined = window.combine(window.Window(NOW, NOW), [sample], objects=10, bytes_total=10 * len(batch))
     assert (combined.lines, combined.valid_rows, combined.objects_read) == (2000, 2000, 1)

@@ -9,13 +9,16 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from churnflow import compiled, requestlog, schema, training
-from churnflow.registry_client import AliasNotFound, ModelVersion, RegistryClient
+from churnflow.core import schema
+from churnflow.core.scorer import CompiledScorer
+from churnflow.registry.read import AliasNotFound, ModelVersion, RegistryClient
 from churnflow.serving import create_app
 from churnflow.serving.contract import BatchRequest, Customer
 from churnflow.serving.dependencies import NO_CHAMPION
 from churnflow.serving.scoring import Policy
 from churnflow.settings import PredictSettings
+from churnflow.storage import request_log
+from churnflow.training import compiler, pipeline
 
 EXAMPLE = schema.EXAMPLE_CUSTOMER
 
@@ -45,17 +48,17 @@ class Store:
         self.objects[name] = data
 
     def records(self):
-        return [r for data in self.objects.values() for r in requestlog.decode_batch(data).records]
+        return [r for data in self.objects.values() for r in request_log.decode_batch(data).records]
 
 
 @pytest.fixture(scope="module")
 def artifact(training_result):
-    return json.loads(json.dumps(compiled.compile_pipeline(training_result.model)))
+    return json.loads(json.dumps(compiler.compile_pipeline(training_result.model)))
 
 
 @pytest.fixture(scope="module")
 def scorer(artifact):
-    return compiled.CompiledScorer(artifact)
+    return CompiledScorer(artifact)
 
 
 @pytest.fixture
@@ -131,7 +134,7 @@ def test_contributions_are_the_exact_top_shares_of_the_log_odds(make_client, sco
 
 @pytest.mark.parametrize(("probability", "level"), [(0.1, "LOW"), (0.3, "MEDIUM"), (0.59, "MEDIUM"), (0.6, "HIGH")])
 def test_risk_levels_follow_the_configured_thresholds(make_client, scorer, dataset, probability, level):
-    rows = training.features(dataset).to_dict("records")
+    rows = pipeline.features(dataset).to_dict("records")
     row = min(rows, key=lambda r: abs(scorer.probability(r) - probability))
     body = make_client(risk_medium=0.3, risk_high=0.6).post("/predict", json=row).json()
     p = body["churn_probability"]
@@ -207,7 +210,7 @@ def test_oversize_bodies_get_413(make_client):
 
 
 def test_batch_scores_like_single_requests(client, dataset):
-    rows = training.features(dataset).head(25).to_dict("records")
+    rows = pipeline.features(dataset).head(25).to_dict("records")
     response = client.post("/predict/batch", json={"customers": rows})
     assert response.status_code == 200 and response.headers["server-timing"].startswith("app;dur=")
     body = response.json()

@@ -10,7 +10,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnflow import schema
+from churnflow.core import schema
 from churnflow.serving.contract import BatchRequest, Customer, batch_struct, customer_struct
 
 ODD_VALUES = st.one_of(

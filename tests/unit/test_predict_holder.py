@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from churnflow import compiled, schema
-from churnflow.registry_client import AliasNotFound, ModelVersion, RegistryClient, RegistryError
+from churnflow.core import schema, scorer
+from churnflow.registry.read import AliasNotFound, ModelVersion, RegistryClient, RegistryError
 from churnflow.serving.holder import ModelHolder
+from churnflow.training import compiler
 
 
 class FakeRegistry(RegistryClient):
@@ -38,7 +39,7 @@ class FakeRegistry(RegistryClient):
 
 @pytest.fixture(scope="module")
 def artifact(training_result):
-    return json.loads(json.dumps(compiled.compile_pipeline(training_result.model)))
+    return json.loads(json.dumps(compiler.compile_pipeline(training_result.model)))
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_loads_the_champion_with_its_metadata(registry, artifact):
     assert loaded is holder.current and loaded.number == 1
     assert loaded.metrics() == {"roc_auc": 0.84}
     assert loaded.data_fingerprint == "fp1"
-    expected = compiled.CompiledScorer(artifact).probability(schema.EXAMPLE_CUSTOMER)
+    expected = scorer.CompiledScorer(artifact).probability(schema.EXAMPLE_CUSTOMER)
     assert loaded.scorer.probability(schema.EXAMPLE_CUSTOMER) == expected
 
 

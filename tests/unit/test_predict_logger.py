@@ -5,10 +5,11 @@ import urllib.parse
 
 import pytest
 
-from churnflow import layout, requestlog, schema
-from churnflow.gcs_upload import ObjectExists
+from churnflow.core import schema
 from churnflow.serving.contract import customer_struct
 from churnflow.serving.request_logger import ENCODE_ROWS, RequestLogger
+from churnflow.storage import layout, request_log
+from churnflow.storage.upload import ObjectExists
 
 
 class Store:
@@ -24,7 +25,7 @@ class Store:
         self.objects[name] = data
 
     def records(self):
-        return [r for data in self.objects.values() for r in requestlog.decode_batch(data).records]
+        return [r for data in self.objects.values() for r in request_log.decode_batch(data).records]
 
 
 CUSTOMER = customer_struct()(**schema.EXAMPLE_CUSTOMER)
@@ -56,7 +57,7 @@ def test_records_follow_the_shared_format(store, tmp_path):
     assert name.startswith(layout.REQUEST_LOG_PREFIX + "dt=") and name.endswith(".jsonl.gz")
     records = store.records()
     assert [r["request_id"] for r in records] == ["r0", "r1", "b-0", "b-1", "b-2"]
-    assert all(tuple(r) == requestlog.RECORD_FIELDS for r in records)
+    assert all(tuple(r) == request_log.RECORD_FIELDS for r in records)
     assert records[0] == {
         "request_id": "r0", "ts": 1.0, "model_version": 3, **schema.EXAMPLE_CUSTOMER,
         "churn_probability": 0.25, "churn_prediction": 0, "latency_ms": 0.5,
@@ -70,7 +71,7 @@ def test_a_large_flush_is_encoded_in_chunks_and_read_back_whole(store, tmp_path)
     log_rows(logger, 3 * ENCODE_ROWS + 7)
     asyncio.run(logger.flush())
     (data,) = store.objects.values()
-    decoded = requestlog.decode_batch(data)
+    decoded = request_log.decode_batch(data)
     assert [r["request_id"] for r in decoded.records] == [f"r{i}" for i in range(3 * ENCODE_ROWS + 7)]
     assert decoded.bad_lines == 0
 

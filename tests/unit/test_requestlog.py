@@ -4,7 +4,8 @@ import gzip
 
 import pytest
 
-from churnflow import requestlog, schema
+from churnflow.core import schema
+from churnflow.storage import request_log
 
 
 def record(i):
@@ -21,20 +22,20 @@ def record(i):
 
 def test_round_trip_keeps_every_field():
     batch = [record(i) for i in range(100)]
-    decoded = requestlog.decode_batch(requestlog.encode_batch(batch))
+    decoded = request_log.decode_batch(request_log.encode_batch(batch))
     assert decoded.records == batch and decoded.bad_lines == 0
-    assert set(decoded.records[0]) == set(requestlog.RECORD_FIELDS)
+    assert set(decoded.records[0]) == set(request_log.RECORD_FIELDS)
 
 
 def test_bad_lines_are_counted():
-    lines = requestlog.encode_batch([record(1)])
+    lines = request_log.encode_batch([record(1)])
     damaged = gzip.compress(gzip.decompress(lines) + b"{not json\n[1, 2]\n")
-    decoded = requestlog.decode_batch(damaged)
+    decoded = request_log.decode_batch(damaged)
     assert len(decoded.records) == 1 and decoded.bad_lines == 2
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.9])
 def test_truncated_object_raises(cut):
-    data = requestlog.encode_batch([record(i) for i in range(500)])
-    with pytest.raises(requestlog.CorruptLogObject):
-        requestlog.decode_batch(data[: int(len(data) * cut)])
+    data = request_log.encode_batch([record(i) for i in range(500)])
+    with pytest.raises(request_log.CorruptLogObject):
+        request_log.decode_batch(data[: int(len(data) * cut)])

@@ -3,7 +3,7 @@
 import pydantic
 import pytest
 
-from churnflow import schema
+from churnflow.core import schema
 
 
 def test_nineteen_features_split_into_categorical_and_numeric():

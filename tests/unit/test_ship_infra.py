@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from churnflow import layout
 from churnflow.local import bootstrap
 from churnflow.settings import REPO_ROOT, CommonSettings, RetrainSettings
+from churnflow.storage import layout
 
 INFRA = REPO_ROOT / "infra"
 SCRIPTS = sorted(INFRA.glob("*.sh"))

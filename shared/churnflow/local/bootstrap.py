@@ -16,8 +16,8 @@ from google.cloud import pubsub_v1, storage
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
-from churnflow import gcs, layout
 from churnflow.settings import REPO_ROOT
+from churnflow.storage import gcs, layout
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from churnflow.layout import mlflow_artifacts_uri
 from churnflow.settings import REPO_ROOT, CommonSettings, LocalStackSettings
+from churnflow.storage.layout import mlflow_artifacts_uri
 
 logger = logging.getLogger(__name__)
 

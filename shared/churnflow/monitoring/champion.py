@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from churnflow import data, gcs, schema
-from churnflow.compiled import CompiledScorer
-from churnflow.registry import TAG_FINGERPRINT, TAG_REFERENCE_URI
-from churnflow.registry_client import RegistryClient, RegistryError
+from churnflow.core import schema
+from churnflow.core.scorer import CompiledScorer
+from churnflow.registry.read import RegistryClient, RegistryError
+from churnflow.registry.write import TAG_FINGERPRINT, TAG_REFERENCE_URI
 from churnflow.settings import MonitorSettings
+from churnflow.storage import gcs
+from churnflow.training import data
 
 
 class ReferenceMismatch(RegistryError):

@@ -17,21 +17,21 @@ import pandas as pd
 from google.api_core.exceptions import GoogleAPIError
 from google.auth.exceptions import GoogleAuthError
 
-from churnflow import layout
-from churnflow.messages import RetrainRequested
+from churnflow.bus.pubsub import Publisher, pubsub_publisher
+from churnflow.core.messages import RetrainRequested
 from churnflow.monitoring import drift, policy, tracking
 from churnflow.monitoring.champion import Champion, load_champion, load_reference
 from churnflow.monitoring.errors import MonitorUnavailable
 from churnflow.monitoring.logstore import read_window
 from churnflow.monitoring.models import CheckSummary, Status, TriggerOutcome, WindowStats
 from churnflow.monitoring.performance import labelled_performance
-from churnflow.monitoring.publish import Publisher, pubsub_publisher
 from churnflow.monitoring.reports import ReportStore, summary_object
-from churnflow.monitoring.statestore import StateStore, request_retrain
-from churnflow.monitoring.trigger import Timing
 from churnflow.monitoring.window import WindowSample, choose_window, error_bound
-from churnflow.registry_client import RegistryError
+from churnflow.registry.read import RegistryError
+from churnflow.retraining.request_state import Timing
+from churnflow.retraining.request_store import StateStore, request_retrain
 from churnflow.settings import MonitorSettings
+from churnflow.storage import layout
 
 log = logging.getLogger(__name__)
 # OSError covers the HTTP clients' connection failures and timeouts (requests' errors derive from it).

@@ -40,12 +40,13 @@ from evidently.legacy.tests.base_test import TestStatus
 from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset
 
-from churnflow import requestlog, schema
-from churnflow.compiled import CompiledScorer
+from churnflow.core import schema
+from churnflow.core.scorer import CompiledScorer
 from churnflow.monitoring.models import ColumnDrift, DriftResult
 from churnflow.settings import MonitorSettings
+from churnflow.storage import request_log
 
-PREDICTION = requestlog.PROBABILITY
+PREDICTION = request_log.PROBABILITY
 COLUMNS: tuple[str, ...] = (*schema.FEATURE_NAMES, PREDICTION)
 _NUMERIC: frozenset[str] = frozenset((*schema.NUMERIC_NAMES, PREDICTION))
 # Evidently counts pandas categoricals several times faster than strings, with the same results.

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from churnflow import gcs
 from churnflow.monitoring.window import (
     ObjectSample,
     Window,
@@ -20,6 +19,7 @@ from churnflow.monitoring.window import (
     sample_object,
 )
 from churnflow.monitoring.window import object_time as name_time
+from churnflow.storage import gcs
 
 
 @dataclass(frozen=True)

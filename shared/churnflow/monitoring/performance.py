@@ -15,8 +15,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import roc_auc_score
 
-from churnflow import ground_truth, layout, requestlog
 from churnflow.settings import CommonSettings
+from churnflow.storage import ground_truth, layout, request_log
 
 
 class LabelledPerformance(BaseModel):
@@ -37,9 +37,13 @@ def measure(
 ) -> LabelledPerformance | None:
     """Performance of `model_version` on the records that have a label; None when none has."""
     pairs = [
-        (float(r[requestlog.PROBABILITY]), int(bool(r[requestlog.PREDICTION])), int(outcomes[r[requestlog.REQUEST_ID]]))
+        (
+            float(r[request_log.PROBABILITY]),
+            int(bool(r[request_log.PREDICTION])),
+            int(outcomes[r[request_log.REQUEST_ID]]),
+        )
         for r in records
-        if r.get(requestlog.MODEL_VERSION) == model_version and r.get(requestlog.REQUEST_ID) in outcomes
+        if r.get(request_log.MODEL_VERSION) == model_version and r.get(request_log.REQUEST_ID) in outcomes
     ]
     if not pairs:
         return None

@@ -18,9 +18,9 @@ from typing import TypeVar
 from google.api_core.exceptions import NotFound
 from pydantic import BaseModel, ConfigDict
 
-from churnflow import gcs, layout
 from churnflow.monitoring.errors import MonitorUnavailable
 from churnflow.monitoring.models import CheckSummary, Status
+from churnflow.storage import gcs, layout
 
 CHECKS_PREFIX = f"{layout.REPORTS_PREFIX}checks/"
 INDEX_OBJECT = f"{layout.REPORTS_PREFIX}index.json"

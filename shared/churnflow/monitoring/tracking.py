@@ -62,7 +62,7 @@ def log_check(settings: MonitorSettings, summary: CheckSummary) -> str | None:
         from mlflow import MlflowClient
         from mlflow.entities import Metric, Param, RunTag
 
-        from churnflow.registry import configure_client
+        from churnflow.registry.write import configure_client
 
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout carries JSON logs only
         configure_client(settings)

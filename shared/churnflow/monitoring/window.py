@@ -24,7 +24,8 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from churnflow import layout, requestlog, schema
+from churnflow.core import schema
+from churnflow.storage import layout, request_log
 
 _NAME_TIME_FORMAT = "%Y%m%dT%H%M%S%f"
 _NAME_TIME_LENGTH = 21
@@ -99,7 +100,7 @@ def _feature_type(feature: schema.Feature) -> Any:
 
 @cache
 def _decoder() -> msgspec.json.Decoder[Any]:
-    fields = [(requestlog.MODEL_VERSION, int)] + [(f.name, _feature_type(f)) for f in schema.FEATURES]
+    fields = [(request_log.MODEL_VERSION, int)] + [(f.name, _feature_type(f)) for f in schema.FEATURES]
     record = msgspec.defstruct("LoggedRow", fields, frozen=True)
     return msgspec.json.Decoder(record)
 
@@ -134,8 +135,8 @@ def sample_object(data: bytes, quota: int, rng: np.random.Generator) -> ObjectSa
     object that is not complete gzip comes back `corrupt` with nothing else.
     """
     try:
-        text = requestlog.decompress(data)
-    except requestlog.CorruptLogObject:
+        text = request_log.decompress(data)
+    except request_log.CorruptLogObject:
         return ObjectSample(size=len(data), corrupt=True)
     starts, ends = _line_bounds(text)
     sample = ObjectSample(size=len(data), lines=len(starts))
@@ -246,7 +247,7 @@ def combine(
             frame[feature.name] = frame[feature.name].astype(feature.dtype)
         elif all(isinstance(c, int) for c in feature.categories):
             frame[feature.name] = frame[feature.name].astype(int)
-    versions = Counter(getattr(row, requestlog.MODEL_VERSION) for row in rows)
+    versions = Counter(getattr(row, request_log.MODEL_VERSION) for row in rows)
     return WindowSample(
         window=window,
         frame=frame,

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from churnflow import data, schema, training
-from churnflow.compiled import CompiledScorer
+from churnflow.core import schema
+from churnflow.core.scorer import CompiledScorer
+from churnflow.training import data, pipeline
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ def assemble(
     The evaluation set is the base test split plus the recent held-out rows, so the gate judges both
     the old population and the new traffic.
     """
-    base_train, base_test = training.split(base, test_size, seed)
+    base_train, base_test = pipeline.split(base, test_size, seed)
     if len(recent) >= 10 and data.labels(recent).nunique() == 2:
-        recent_train, recent_holdout = training.split(recent, holdout_fraction, seed)
+        recent_train, recent_holdout = pipeline.split(recent, holdout_fraction, seed)
     else:
         recent_train, recent_holdout = recent, recent.iloc[0:0]
     train = pd.concat([base_train, recent_train], ignore_index=True)

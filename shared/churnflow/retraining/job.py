@@ -17,21 +17,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from churnflow import data, gate, gcs, ground_truth, layout, registry, train_flow, training
-from churnflow.compiled import CompiledScorer, compile_pipeline
-from churnflow.messages import RetrainRequested
-from churnflow.monitoring import trigger
-from churnflow.monitoring.statestore import StateStore
-from churnflow.monitoring.trigger import InvalidTransition, RetrainState
-from churnflow.registry_client import AliasNotFound, RegistryClient
-from churnflow.retraining import evaluation
+from churnflow.core.messages import MESSAGE_ID_ENV, REQUEST_ENV, RetrainRequested
+from churnflow.core.scorer import CompiledScorer
+from churnflow.registry import write as registry_write
+from churnflow.registry.read import AliasNotFound, RegistryClient
+from churnflow.retraining import evaluation, gate, request_state
 from churnflow.retraining.lock import LockHeld, retrain_lock
+from churnflow.retraining.request_state import InvalidTransition, RetrainState
+from churnflow.retraining.request_store import StateStore
 from churnflow.settings import RetrainSettings
+from churnflow.storage import gcs, ground_truth, layout
+from churnflow.training import data, pipeline, register
+from churnflow.training.compiler import compile_pipeline
 
 log = logging.getLogger(__name__)
-
-REQUEST_ENV = "CHURNFLOW_RETRAIN_REQUEST"
-MESSAGE_ID_ENV = "CHURNFLOW_MESSAGE_ID"
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
     parts = evaluation.assemble(
         base, recent, settings.recent_holdout_fraction, settings.test_size, settings.random_state
     )
-    model = training.fit(parts.train, settings.max_iter, settings.random_state)
+    model = pipeline.fit(parts.train, settings.max_iter, settings.random_state)
     challenger = CompiledScorer(compile_pipeline(model))
     challenger_metrics = evaluation.scorer_metrics(challenger, parts.evaluation)
     challenger_recent = evaluation.scorer_metrics(challenger, parts.recent_holdout)
@@ -115,11 +114,11 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
         "churnflow.gate_decision": "promote" if decision.promote else "reject",
         "churnflow.gate_reason": decision.reason,
     }
-    registered = train_flow.register(
+    registered = register.register(
         settings,
         model,
         parts.train,
-        training.evaluate(model, parts.evaluation),
+        pipeline.evaluate(model, parts.evaluation),
         {"recent_train_rows": len(parts.recent_train), "evaluation_rows": len(parts.evaluation)},
         tags,
     )
@@ -127,10 +126,10 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
     if settings.champion_alias in registered.version.aliases:
         status = "promoted"  # the registry had no champion: the first version becomes it
     elif decision.promote:
-        registry.set_alias(settings, settings.champion_alias, version)
+        registry_write.set_alias(settings, settings.champion_alias, version)
         status = "promoted"
     else:
-        registry.set_alias(settings, settings.challenger_alias, version)
+        registry_write.set_alias(settings, settings.challenger_alias, version)
         status = "rejected"
     return RetrainOutcome(
         status,
@@ -165,17 +164,17 @@ def run(settings: RetrainSettings, request: RetrainRequested | None, message_id:
     if done is not None:
         done.pop("finished_at", None)
         return RetrainOutcome(**{**done, "status": "skipped", "reason": f"already done: {done['status']}"})
-    registry.configure_client(settings)
+    registry_write.configure_client(settings)
     with retrain_lock(settings.project, settings.bucket, message_id, settings.lock_ttl_s):
-        _state_change(settings, request, lambda s: trigger.start(s, key, _now()))
+        _state_change(settings, request, lambda s: request_state.start(s, key, _now()))
         try:
             outcome = retrain(settings, request, message_id)
         except Exception as error:
             detail = f"{type(error).__name__}: {error}"
-            _state_change(settings, request, lambda s: trigger.fail(s, key, _now(), detail))
+            _state_change(settings, request, lambda s: request_state.fail(s, key, _now(), detail))
             raise
         promoted = outcome.version if outcome.status == "promoted" else None
-        _state_change(settings, request, lambda s: trigger.finish(s, key, _now(), promoted))
+        _state_change(settings, request, lambda s: request_state.finish(s, key, _now(), promoted))
         gcs.write_json(settings.project, settings.bucket, record, asdict(outcome) | {"finished_at": time.time()}, 0)
     return outcome
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from churnflow import gcs, layout
+from churnflow.storage import gcs, layout
 
 LOCK_NAME = layout.state_object("retrain-lock")
 

@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from churnflow import __version__
-from churnflow.registry_client import RegistryClient
+from churnflow.registry.read import RegistryClient
 from churnflow.serving.dependencies import require_token
 from churnflow.serving.hotpath import HotPath
 from churnflow.serving.request_logger import Uploader

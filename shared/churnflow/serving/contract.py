@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from churnflow import schema
+from churnflow.core import schema
 
 RiskLevel = Literal["LOW", "MEDIUM", "HIGH"]
 

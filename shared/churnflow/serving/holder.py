@@ -14,10 +14,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from churnflow import schema
-from churnflow.compiled import CompiledScorer, InvalidScorerArtifact
-from churnflow.registry import TAG_FINGERPRINT
-from churnflow.registry_client import AliasNotFound, ModelVersion, RegistryClient, RegistryError
+from churnflow.core import schema
+from churnflow.core.scorer import CompiledScorer, InvalidScorerArtifact
+from churnflow.registry.read import AliasNotFound, ModelVersion, RegistryClient, RegistryError
+from churnflow.registry.write import TAG_FINGERPRINT
 
 log = logging.getLogger(__name__)
 

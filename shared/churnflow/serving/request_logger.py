@@ -2,7 +2,7 @@
 
 The serving path appends one tuple per scored row to a short queue (the customer stays the decoded
 msgspec Struct). Every `ENCODE_ROWS` rows, right after the request that filled it, the queue becomes
-JSON lines (`requestlog.Record`s encoded in one C-level pass). By size and by age a task on the
+JSON lines (`request_log.Record`s encoded in one C-level pass). By size and by age a task on the
 event loop hands the lines to a worker thread that compresses them (ISA-L gzip, which releases the
 GIL) and uploads them under `layout.request_log_object` (`gcs_upload.MediaUploader`: one plain HTTP
 request, no storage client). Keeping the queue short matters: thousands of waiting rows push the
@@ -29,8 +29,8 @@ from typing import Any
 
 import msgspec
 
-from churnflow import layout, requestlog
-from churnflow.gcs_upload import ObjectExists
+from churnflow.storage import layout, request_log
+from churnflow.storage.upload import ObjectExists
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class RequestLogger:
         healthy = self._upload_spooled()
         if not rows:
             return
-        data = requestlog.compress(b"".join(encoded))
+        data = request_log.compress(b"".join(encoded))
         self._sequence += 1
         name = layout.request_log_object(datetime.now(UTC), f"{self._instance}-{self._sequence:06d}")
         if healthy and self._try_upload(name, data):
@@ -245,13 +245,13 @@ class RequestLogger:
 
 
 def _rows_in(data: bytes) -> int:
-    return requestlog.decompress(data).count(b"\n")
+    return request_log.decompress(data).count(b"\n")
 
 
 def _json_lines(entries: list[tuple[Any, ...]]) -> bytes:
     """Queued rows as request-log JSON lines (a batch's rows get ids `<request_id>-<i>`)."""
-    record, astuple = requestlog.Record, msgspec.structs.astuple
-    return requestlog.encode_lines(
+    record, astuple = request_log.Record, msgspec.structs.astuple
+    return request_log.encode_lines(
         [
             record(rid if i is None else f"{rid}-{i}", ts, v, *astuple(c), p, int(pr), lat)
             for rid, i, ts, v, c, p, pr, lat in entries

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from churnflow import schema
-from churnflow.compiled import sigmoid
+from churnflow.core import schema
+from churnflow.core.scorer import sigmoid
 from churnflow.serving.contract import RiskLevel, batch_item_struct
 from churnflow.serving.holder import LoadedModel
 from churnflow.settings import PredictSettings

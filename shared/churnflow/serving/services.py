@@ -16,14 +16,14 @@ from typing import Any
 import msgspec
 import orjson
 
-from churnflow import requestlog
-from churnflow.gcs_upload import MediaUploader
-from churnflow.registry_client import RegistryClient
+from churnflow.registry.read import RegistryClient
 from churnflow.serving import scoring
 from churnflow.serving.holder import LoadedModel, ModelHolder
 from churnflow.serving.request_logger import RequestLogger, Uploader
 from churnflow.serving.scoring import Policy
 from churnflow.settings import PredictSettings
+from churnflow.storage import request_log
+from churnflow.storage.upload import MediaUploader
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Services:
         logger = None
         if settings.log_requests:
             uploader = uploader or MediaUploader(
-                settings.bucket, requestlog.CONTENT_TYPE, settings.log_upload_timeout_s
+                settings.bucket, request_log.CONTENT_TYPE, settings.log_upload_timeout_s
             )
             logger = RequestLogger(uploader, settings.spool_dir, settings.log_flush_rows, settings.log_flush_age_s)
         return cls(settings, holder, logger)

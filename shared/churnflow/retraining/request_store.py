@@ -10,13 +10,13 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from churnflow import gcs, layout
-from churnflow.messages import RetrainRequested
-from churnflow.monitoring import trigger
+from churnflow.bus.pubsub import Publisher
+from churnflow.core.messages import RetrainRequested
 from churnflow.monitoring.errors import MonitorUnavailable
 from churnflow.monitoring.models import TriggerOutcome
-from churnflow.monitoring.publish import Publisher
-from churnflow.monitoring.trigger import RetrainState, Timing
+from churnflow.retraining import request_state
+from churnflow.retraining.request_state import RetrainState, Timing
+from churnflow.storage import gcs, layout
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 8
@@ -28,7 +28,7 @@ class StateStore:
     def __init__(self, project: str, bucket: str, model_name: str):
         self.project = project
         self.bucket = bucket
-        self.name = layout.state_object(trigger.state_name(model_name))
+        self.name = layout.state_object(request_state.state_name(model_name))
 
     def read(self) -> tuple[RetrainState | None, int]:
         """The current state (None if there is none yet) and its generation (0 if absent)."""
@@ -40,7 +40,7 @@ class StateStore:
         return gcs.write_json(self.project, self.bucket, self.name, state.model_dump(mode="json"), generation)
 
     def update(self, change: Callable[[RetrainState | None], RetrainState]) -> RetrainState:
-        """Apply a transition (e.g. `trigger.start`) atomically, re-reading when another writer won."""
+        """Apply a transition (e.g. `request_state.start`) atomically, re-reading when another writer won."""
         for _ in range(ATTEMPTS):
             try:
                 state, generation = self.read()
@@ -61,11 +61,11 @@ def request_retrain(
     marks the request pending. If publishing fails the claim is withdrawn (state `failed`, so a retry
     may request again) and MonitorUnavailable is raised.
     """
-    claimed = trigger.claim(request, now)
+    claimed = request_state.claim(request, now)
     for _ in range(ATTEMPTS):
         try:
             state, generation = store.read()
-            allowed, why = trigger.may_request(state, request.champion_version, now, timing)
+            allowed, why = request_state.may_request(state, request.champion_version, now, timing)
             if not allowed:
                 return TriggerOutcome(action="suppressed", reason=why)
             claimed_generation = store.write(claimed, generation)
@@ -75,9 +75,9 @@ def request_retrain(
             message_id = publish(request)
         except Exception as error:  # whatever went wrong, the claim must not stay behind
             log.error("publish of retrain request %s failed: %s", request.request_id, error)
-            released = trigger.fail(claimed, request.request_id, now, f"publish failed: {error}")
+            released = request_state.fail(claimed, request.request_id, now, f"publish failed: {error}")
             store.write(released, claimed_generation)
             raise MonitorUnavailable(f"publishing the retrain request failed: {error}") from error
-        store.write(trigger.confirm(claimed, now), claimed_generation)
+        store.write(request_state.confirm(claimed, now), claimed_generation)
         return TriggerOutcome(action="published", reason=why, request_id=request.request_id, message_id=message_id)
     raise MonitorUnavailable(f"{store.name} kept changing during {ATTEMPTS} attempts")

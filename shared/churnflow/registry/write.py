@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from churnflow.registry_client import SCORER_TAG
+from churnflow.registry.read import SCORER_TAG
 from churnflow.settings import REPO_ROOT, CommonSettings
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from churnflow.messages import RetrainRequested
+from churnflow.core.messages import RetrainRequested
 from churnflow.settings import MonitorSettings
 
 STATE_FORMAT = "churnflow.retrain-state/v1"

@@ -25,14 +25,17 @@ from dataclasses import dataclass, field
 import httpx
 import pandas as pd
 
-from churnflow import data, gcs, ground_truth, layout, requestlog, scenarios, schema
+from churnflow.core import schema
 from churnflow.local import stack
 from churnflow.monitoring.models import CheckSummary, Status
-from churnflow.monitoring.statestore import StateStore
-from churnflow.monitoring.trigger import RetrainStatus
 from churnflow.retraining.job import RUN_RECORDS_PREFIX, run_record
+from churnflow.retraining.request_state import RetrainStatus
+from churnflow.retraining.request_store import StateStore
 from churnflow.settings import REPO_ROOT, CommonSettings, LocalStackSettings, TrainSettings
-from churnflow.train_flow import run_training
+from churnflow.sim import scenarios
+from churnflow.storage import gcs, ground_truth, layout, request_log
+from churnflow.training import data
+from churnflow.training.register import run_training
 
 BATCH = 500
 
@@ -237,7 +240,7 @@ def _loop(
     settings = CommonSettings(bucket=common.bucket, project=common.project)
     wait_for(
         lambda: (
-            len(set(ids) & {str(r[requestlog.REQUEST_ID]) for r in ground_truth.read_request_log(settings).records})
+            len(set(ids) & {str(r[request_log.REQUEST_ID]) for r in ground_truth.read_request_log(settings).records})
             == len(ids)
         ),
         30,

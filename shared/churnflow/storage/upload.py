@@ -4,7 +4,7 @@ The predict service uploads a request-log object every few seconds from the core
 requests. Through google-cloud-storage an upload costs ~1.6 ms of CPU (requests and google-auth
 sessions, retries, checksums) and its imports ~0.2 s; the same single-request multipart upload on a
 kept-alive `http.client` connection costs a fraction of that. Honours STORAGE_EMULATOR_HOST
-like `churnflow.gcs`; elsewhere it authenticates with Application Default Credentials.
+like `churnflow.storage.gcs`; elsewhere it authenticates with Application Default Credentials.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 from google.api_core import exceptions
 from google.cloud import storage
 
-from churnflow.layout import parse_gs_uri
+from churnflow.storage.layout import parse_gs_uri
 
 
 def client(project: str) -> storage.Client:

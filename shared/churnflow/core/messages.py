@@ -1,4 +1,5 @@
-"""Messages on the Pub/Sub topics: pydantic contracts shared by the publisher and the consumer."""
+"""Messages on the Pub/Sub topics, and the retrain job's environment contract: shared by the publisher,
+the Pub/Sub trigger and the job, so none of them imports another."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# The retrain job reads its request from these variables (Cloud Run `containerOverrides.env`).
+REQUEST_ENV = "CHURNFLOW_RETRAIN_REQUEST"
+MESSAGE_ID_ENV = "CHURNFLOW_MESSAGE_ID"
 
 
 def _new_id() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from churnflow.messages import RetrainRequested
+from churnflow.core.messages import RetrainRequested
 
 Publisher = Callable[[RetrainRequested], str]
 

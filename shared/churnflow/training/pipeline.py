@@ -21,7 +21,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from churnflow import data, schema
+from churnflow.core import schema
+from churnflow.training import data
 
 
 def build_pipeline(max_iter: int = 1000, random_state: int = 42) -> Pipeline:

@@ -9,8 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from churnflow import compiled, data, gcs, layout, registry, training
+from churnflow.registry import write as registry_write
 from churnflow.settings import TrainSettings
+from churnflow.storage import gcs, layout
+from churnflow.training import compiler, data, pipeline
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 class TrainOutcome:
     """What a training run produced."""
 
-    version: registry.RegisteredVersion
+    version: registry_write.RegisteredVersion
     metrics: dict[str, float]
     data_fingerprint: str
     reference_uri: str
@@ -49,17 +51,17 @@ def register(
     fingerprint = data.fingerprint(train_rows)
     reference_uri = store_reference(settings, train_rows, fingerprint)
     tags = {
-        registry.TAG_FINGERPRINT: fingerprint,
-        registry.TAG_CODE_VERSION: registry.code_version(),
-        registry.TAG_REFERENCE_URI: reference_uri,
+        registry_write.TAG_FINGERPRINT: fingerprint,
+        registry_write.TAG_CODE_VERSION: registry_write.code_version(),
+        registry_write.TAG_REFERENCE_URI: reference_uri,
         **(extra_tags or {}),
     }
-    version = registry.log_and_register(
+    version = registry_write.log_and_register(
         settings,
         settings.experiment,
         model,
-        training.features(train_rows),
-        compiled.compile_pipeline(model),
+        pipeline.features(train_rows),
+        compiler.compile_pipeline(model),
         {"model": "LogisticRegression", "max_iter": settings.max_iter, "train_rows": len(train_rows), **params},
         metrics,
         tags,
@@ -77,8 +79,8 @@ def run_training(
     """
     if frame is None:
         frame = data.load_dataset(settings.data_uri, settings.project)
-    registry.check_reachable(settings.mlflow_tracking_uri, settings.registry_timeout_s)
-    result = training.train(frame, settings.test_size, settings.random_state, settings.max_iter)
+    registry_write.check_reachable(settings.mlflow_tracking_uri, settings.registry_timeout_s)
+    result = pipeline.train(frame, settings.test_size, settings.random_state, settings.max_iter)
     params = {
         "test_size": settings.test_size,
         "random_state": settings.random_state,

@@ -16,7 +16,7 @@ import msgspec
 import orjson
 from isal import igzip, isal_zlib
 
-from churnflow import schema
+from churnflow.core import schema
 
 REQUEST_ID = "request_id"
 TIMESTAMP = "ts"

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from churnflow import data, gcs, labels, layout, requestlog, schema
+from churnflow.core import schema
 from churnflow.settings import CommonSettings
+from churnflow.storage import gcs, labels, layout, request_log
+from churnflow.training import data
 
 log = logging.getLogger(__name__)
 READ_WORKERS = 16
@@ -33,10 +35,10 @@ def read_request_log(settings: CommonSettings, prefix: str = layout.REQUEST_LOG_
     names = gcs.list_names(settings.project, settings.bucket, prefix)
     bucket = gcs.client(settings.project).bucket(settings.bucket)
 
-    def decode(name: str) -> requestlog.DecodedBatch | None:
+    def decode(name: str) -> request_log.DecodedBatch | None:
         try:
-            return requestlog.decode_batch(bucket.blob(name).download_as_bytes())
-        except requestlog.CorruptLogObject:
+            return request_log.decode_batch(bucket.blob(name).download_as_bytes())
+        except request_log.CorruptLogObject:
             log.warning("skipping corrupt request-log object %s", name)
             return None
 
@@ -55,12 +57,12 @@ def import_labels(settings: CommonSettings, path: Path, now: datetime | None = N
 
     Raises LabelValidationError (unknown ids, bad values, duplicates) before anything is written.
     """
-    known = {str(r.get(requestlog.REQUEST_ID)) for r in read_request_log(settings).records}
+    known = {str(r.get(request_log.REQUEST_ID)) for r in read_request_log(settings).records}
     parsed = labels.validate(labels.read_rows(path), known)
     name = layout.labels_object(now or datetime.now(UTC), uuid.uuid4().hex[:12])
     uri = layout.gs_uri(settings.bucket, name)
     gcs.create_bytes(
-        settings.project, uri, requestlog.encode_batch(x.to_record() for x in parsed), "application/x-ndjson"
+        settings.project, uri, request_log.encode_batch(x.to_record() for x in parsed), "application/x-ndjson"
     )
     return uri, len(parsed)
 
@@ -70,7 +72,7 @@ def read_labels(settings: CommonSettings) -> dict[str, bool]:
     outcome: dict[str, bool] = {}
     for name in gcs.list_names(settings.project, settings.bucket, layout.LABELS_PREFIX):
         raw = gcs.read_bytes(settings.project, layout.gs_uri(settings.bucket, name))
-        for record in requestlog.decode_batch(raw).records:
+        for record in request_log.decode_batch(raw).records:
             outcome[str(record["request_id"])] = bool(record["churned"])
     return outcome
 
@@ -79,12 +81,12 @@ def join(records: Iterable[dict], outcomes: dict[str, bool]) -> pd.DataFrame:
     """Logged requests that have a label, as a cleaned frame of request id, the 19 features and Churn."""
     rows = [
         {
-            schema.ID_COLUMN: r[requestlog.REQUEST_ID],
+            schema.ID_COLUMN: r[request_log.REQUEST_ID],
             **{n: r[n] for n in schema.FEATURE_NAMES},
-            schema.TARGET: schema.TARGET_POSITIVE if outcomes[r[requestlog.REQUEST_ID]] else "No",
+            schema.TARGET: schema.TARGET_POSITIVE if outcomes[r[request_log.REQUEST_ID]] else "No",
         }
         for r in records
-        if r.get(requestlog.REQUEST_ID) in outcomes
+        if r.get(request_log.REQUEST_ID) in outcomes
     ]
     columns = [schema.ID_COLUMN, *schema.FEATURE_NAMES, schema.TARGET]
     frame = pd.DataFrame(rows, columns=columns).drop_duplicates(schema.ID_COLUMN)

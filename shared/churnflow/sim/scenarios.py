@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from churnflow import layout, requestlog, schema
-from churnflow.compiled import CompiledScorer
+from churnflow.core import schema
+from churnflow.core.scorer import CompiledScorer
+from churnflow.storage import layout, request_log
 
 Segment = Callable[[pd.DataFrame], "pd.Series[bool]"]
 Transform = Callable[[pd.DataFrame], pd.DataFrame]
@@ -107,13 +108,13 @@ def to_log_records(
     records = rows.to_dict("records")
     for i, (features, probability) in enumerate(zip(records, probabilities, strict=True)):
         yield {
-            requestlog.REQUEST_ID: f"{id_prefix}-{i:09d}",
-            requestlog.TIMESTAMP: start_ts + i / per_second,
-            requestlog.MODEL_VERSION: model_version,
+            request_log.REQUEST_ID: f"{id_prefix}-{i:09d}",
+            request_log.TIMESTAMP: start_ts + i / per_second,
+            request_log.MODEL_VERSION: model_version,
             **features,
-            requestlog.PROBABILITY: probability,
-            requestlog.PREDICTION: int(probability >= threshold),
-            requestlog.LATENCY_MS: 0.05,
+            request_log.PROBABILITY: probability,
+            request_log.PREDICTION: int(probability >= threshold),
+            request_log.LATENCY_MS: 0.05,
         }
 
 
@@ -152,5 +153,5 @@ def log_objects(records: Sequence[dict[str, object]], batch_rows: int, tag: str 
     """(object name, gzip body) of each batch of `batch_rows` records, named by its first record's time."""
     for number, first in enumerate(range(0, len(records), batch_rows)):
         batch = records[first : first + batch_rows]
-        when = datetime.fromtimestamp(float(batch[0][requestlog.TIMESTAMP]), UTC)  # type: ignore[arg-type]
-        yield layout.request_log_object(when, f"{tag}{number:06d}"), requestlog.encode_batch(batch)
+        when = datetime.fromtimestamp(float(batch[0][request_log.TIMESTAMP]), UTC)  # type: ignore[arg-type]
+        yield layout.request_log_object(when, f"{tag}{number:06d}"), request_log.encode_batch(batch)

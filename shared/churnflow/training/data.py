@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from churnflow import schema
+from churnflow.core import schema
 from churnflow.settings import REPO_ROOT
 
 BUNDLED_DATASET = REPO_ROOT / "data" / "telco_churn.csv"
@@ -37,7 +37,7 @@ def read_raw(source: str | Path | None = None, project: str = "churnflow-local")
                 [f"bundled dataset {BUNDLED_DATASET} has sha256 {digest}, expected {BUNDLED_SHA256}"]
             )
     elif str(source).startswith("gs://"):
-        from churnflow import gcs
+        from churnflow.storage import gcs
 
         content = gcs.read_bytes(project, str(source))
     else:

@@ -1,10 +1,9 @@
-"""The compiled form of a fitted logistic-regression pipeline, and the scorer that serves it.
+"""The compiled model's reading half: `CompiledScorer` scores customers from the compiled artifact.
 
 Scoring one customer through sklearn costs ~15 ms, almost all input checking; the same linear model
-evaluated from plain lookups costs microseconds. `compile_pipeline` (training side) turns the fitted
-pipeline into a small JSON-able dict: per-category log-odds weights, per-numeric weights with the
-scaler folded in, and the intercept. `CompiledScorer` (serving side) needs neither sklearn, pandas nor
-MLflow; it reproduces `predict_proba` to ~1e-15.
+evaluated from plain lookups costs microseconds. The artifact (written by `training.compiler`) holds
+per-category log-odds weights, per-numeric weights with the scaler folded in, and the intercept. The
+scorer needs neither sklearn, pandas nor MLflow; it reproduces `predict_proba` to ~1e-15.
 """
 
 from __future__ import annotations
@@ -16,61 +15,17 @@ from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from churnflow import schema
+from churnflow.core import schema
 
 if TYPE_CHECKING:
     import numpy as np
 
-FORMAT = "churnflow.compiled-logreg/v1"
+FORMAT = "churnflow.core.scorer-logreg/v1"
 _MAGNITUDE = itemgetter(0)
 
 
 class InvalidScorerArtifact(ValueError):
     """A compiled scorer artifact that is malformed or does not match the feature schema."""
-
-
-def compile_pipeline(pipeline: Any) -> dict[str, Any]:
-    """Fold a fitted `preprocess → classifier` pipeline (see training.build_pipeline) into a dict.
-
-    Log-odds = intercept + Σ weight·(x − center) over numeric features + Σ weight[category] over
-    categorical ones, which is exactly what the pipeline computes.
-    """
-    preprocess = pipeline.named_steps["preprocess"]
-    classifier = pipeline.named_steps["classifier"]
-    coefficients = classifier.coef_[0]
-    intercept = float(classifier.intercept_[0])
-    numeric: list[dict[str, Any]] = []
-    categorical: list[dict[str, Any]] = []
-    offset = 0
-    for name, transformer, columns in preprocess.transformers_:
-        if name == "remainder":
-            continue
-        if name == "num":
-            for i, column in enumerate(columns):
-                weight = float(coefficients[offset + i]) / float(transformer.scale_[i])
-                numeric.append(
-                    {
-                        "name": column,
-                        "weight": weight,
-                        "center": float(transformer.mean_[i]),
-                        "scale": float(transformer.scale_[i]),
-                    }
-                )
-            offset += len(columns)
-        elif name == "cat":
-            for column, categories in zip(columns, transformer.categories_, strict=True):
-                weights = [[_plain(c), float(coefficients[offset + j])] for j, c in enumerate(categories)]
-                categorical.append({"name": column, "weights": weights})
-                offset += len(categories)
-        else:
-            raise InvalidScorerArtifact(f"unexpected pipeline step {name!r}")
-    if offset != len(coefficients):
-        raise InvalidScorerArtifact(f"pipeline has {len(coefficients)} coefficients, compiled {offset}")
-    return {"format": FORMAT, "intercept": intercept, "numeric": numeric, "categorical": categorical}
-
-
-def _plain(value: Any) -> str | int:
-    return int(value) if hasattr(value, "dtype") and value.dtype.kind in "iu" else value
 
 
 @dataclass(frozen=True, slots=True)

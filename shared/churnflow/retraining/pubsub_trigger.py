@@ -18,11 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from churnflow import gcs, layout
-from churnflow.messages import RetrainRequested
-from churnflow.retraining.job import MESSAGE_ID_ENV, REQUEST_ENV
+from churnflow.core.messages import MESSAGE_ID_ENV, REQUEST_ENV, RetrainRequested
 from churnflow.retraining.launchers import JobLauncher, LaunchError
 from churnflow.settings import CommonSettings
+from churnflow.storage import gcs, layout
 
 log = logging.getLogger(__name__)
 
