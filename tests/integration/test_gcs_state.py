@@ -1,8 +1,10 @@
-"""Conditional writes on the real GCS emulator: the primitive behind locks and trigger state."""
+"""Conditional writes and compare-and-swap on the real GCS emulator: the primitives behind locks and state."""
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from pydantic import BaseModel
 
 from churnflow.storage import gcs
 
@@ -37,3 +39,45 @@ def test_compare_and_swap_rejects_a_stale_generation(stack_env):
     assert gcs.read_json("test", bucket, "state/cas.json") == ({"n": 2}, second)
     gcs.delete_object("test", bucket, "state/cas.json", second)
     assert gcs.read_json("test", bucket, "state/cas.json") == (None, 0)
+
+
+class Counter(BaseModel):
+    n: int = 0
+
+
+def test_sixteen_concurrent_compare_and_swaps_all_land(stack_env):
+    bucket = stack_env["CHURNFLOW_BUCKET"]
+    name = f"state/counter-{uuid.uuid4().hex[:8]}.json"
+
+    def increment(_):
+        return gcs.compare_and_swap("test", bucket, name, Counter, lambda c: Counter(n=(c.n if c else 0) + 1))
+
+    with ThreadPoolExecutor(16) as pool:
+        swaps = list(pool.map(increment, range(16)))
+    assert sorted(s.after.n for s in swaps) == list(range(1, 17))  # each saw the one before it
+    assert gcs.read_model("test", bucket, name, Counter) == (Counter(n=16), max(s.generation for s in swaps))
+    gcs.delete_object("test", bucket, name)
+
+
+def test_compare_and_swap_may_leave_the_object_and_gives_up_under_endless_contention(stack_env):
+    bucket = stack_env["CHURNFLOW_BUCKET"]
+    name = f"state/contended-{uuid.uuid4().hex[:8]}.json"
+    first = gcs.write_model("test", bucket, name, Counter(n=1), 0)
+    kept = gcs.compare_and_swap("test", bucket, name, Counter, lambda c: None)
+    assert (kept.before, kept.after, kept.generation) == (Counter(n=1), None, first)
+
+    def meddle(current):  # another writer always gets in between the read and the write
+        gcs.write_model(
+            "test", bucket, name, Counter(n=current.n + 1), gcs.read_model("test", bucket, name, Counter)[1]
+        )
+        return Counter(n=0)
+
+    with pytest.raises(gcs.Contention, match="3 attempts"):
+        gcs.compare_and_swap("test", bucket, name, Counter, meddle, gcs.Backoff(attempts=3, initial_s=0.001))
+    assert gcs.read_model("test", bucket, name, Counter)[0] == Counter(n=4)
+    gcs.delete_object("test", bucket, name)
+
+
+def test_json_objects_stay_valid_json(stack_env):
+    with pytest.raises(ValueError):
+        gcs.write_json("test", stack_env["CHURNFLOW_BUCKET"], "state/nan.json", {"x": float("nan")}, 0)

@@ -14,6 +14,8 @@ from churnflow.core.scorer import CompiledScorer
 from churnflow.registry import write as registry_write
 from churnflow.registry.read import RegistryClient
 from churnflow.retraining import job, pubsub_trigger
+from churnflow.retraining.job import RetrainOutcome, RetrainResult
+from churnflow.retraining.pubsub_trigger import DeliveryStatus
 from churnflow.retraining.request_state import RetrainStatus, claim, confirm
 from churnflow.retraining.request_store import StateStore
 from churnflow.settings import RetrainSettings
@@ -83,8 +85,10 @@ def test_retrain_on_labelled_segment_traffic_is_promoted_and_better_on_the_segme
 
     outcome = job.run(settings, request, "msg-1")
 
-    assert outcome.status == "promoted" and outcome.version == 2
+    assert outcome.status is RetrainResult.PROMOTED and outcome.version == 2
     assert client.version_by_alias(settings.model_name, "champion").version == 2
+    record, _ = gcs.read_model("test", settings.bucket, layout.run_record(request.request_id), RetrainOutcome)
+    assert record == outcome.model_copy(update={"finished_at": record.finished_at}) and record.finished_at
     tags = MlflowClient().get_model_version(settings.model_name, "2").tags
     assert tags["churnflow.trigger_message_id"] == "msg-1"
     assert tags["churnflow.drift_report_uri"] == request.report_uri
@@ -99,9 +103,9 @@ def test_retrain_on_labelled_segment_traffic_is_promoted_and_better_on_the_segme
     assert state.status is RetrainStatus.PROMOTED and state.promoted_version == 2
 
     again = job.run(settings, request, "msg-1")
-    assert again.status == "skipped" and "already done: promoted" in again.reason
+    assert again.status is RetrainResult.SKIPPED and again.reason == "already done: promoted"
     stale = job.run(settings, request_for(settings, champion_version=1), "msg-2")
-    assert stale.status == "skipped" and "champion moved from v1 to v2" in stale.reason
+    assert stale.status is RetrainResult.SKIPPED and "champion moved from v1 to v2" in stale.reason
     assert [v.version for v in MlflowClient().search_model_versions(f"name='{settings.model_name}'")] == ["2", "1"]
 
 
@@ -115,7 +119,7 @@ def test_a_challenger_trained_on_shuffled_labels_is_refused(loop, story):
 
     outcome = job.run(bad_settings, None, "manual-bad")
 
-    assert outcome.status == "rejected"
+    assert outcome.status is RetrainResult.REJECTED
     assert "below the floor" in outcome.reason or "< champion AUC" in outcome.reason
     assert client.version_by_alias(settings.model_name, "champion").version == 1
     assert client.version_by_alias(settings.model_name, "challenger").version == 2
@@ -134,10 +138,10 @@ def test_a_job_dying_before_the_alias_moves_changes_nothing_and_the_rerun_succee
         with pytest.raises(RuntimeError, match="killed half-way"):
             job.run(settings, request, "msg-crash")
     assert client.version_by_alias(settings.model_name, "champion").version == 1
-    assert gcs.read_json("test", settings.bucket, job.run_record(request.request_id)) == (None, 0)
+    assert gcs.read_json("test", settings.bucket, layout.run_record(request.request_id)) == (None, 0)
 
     outcome = job.run(settings, request, "msg-crash")
-    assert outcome.status == "promoted" and outcome.version == 3
+    assert outcome.status is RetrainResult.PROMOTED and outcome.version == 3
     assert client.version_by_alias(settings.model_name, "champion").version == 3
 
 
@@ -166,7 +170,7 @@ def test_trigger_starts_one_execution_per_message_and_rejects_bad_ones(stack_env
                 lambda _: pubsub_trigger.handle(envelope(request.to_bytes(), message_id), settings, launcher), range(8)
             )
         )
-    assert sorted(o.status for o in outcomes) == ["duplicate"] * 7 + ["started"]
+    assert sorted(o.status for o in outcomes) == [DeliveryStatus.DUPLICATE] * 7 + [DeliveryStatus.STARTED]
     (env,) = launcher.launched
     assert env[MESSAGE_ID_ENV] == message_id
     assert RetrainRequested.model_validate_json(env[REQUEST_ENV]) == request
@@ -177,10 +181,12 @@ def test_trigger_starts_one_execution_per_message_and_rejects_bad_ones(stack_env
         envelope(b'{"kind": "retrain-requested"}', "b3"),
         envelope(b'{"kind": "something-else"}', "b4"),
         {"data": base64.b64encode(request.to_bytes()).decode()},
+        envelope(request.to_bytes(), "../escape"),
     ]
     results = [pubsub_trigger.handle(message, settings, launcher) for message in bad]
-    assert [r.status for r in results] == ["rejected"] * 5
+    assert [r.status for r in results] == [DeliveryStatus.REJECTED] * 6
     assert "champion_version" in results[2].detail and "no messageId" in results[4].detail
+    assert "not a safe object-name token" in results[5].detail
     assert len(launcher.launched) == 1
 
 
@@ -190,7 +196,7 @@ def test_promote_by_hand_rolls_the_champion_back(loop, stack_env):
     import sys
 
     settings, _, client = loop
-    assert job.run(settings, request_for(settings), "msg-rollback").status == "promoted"
+    assert job.run(settings, request_for(settings), "msg-rollback").status is RetrainResult.PROMOTED
     assert client.version_by_alias(settings.model_name, "champion").version == 2
     env = {**os.environ, "CHURNFLOW_MODEL_NAME": settings.model_name, "CHURNFLOW_BUCKET": settings.bucket}
     result = subprocess.run(

@@ -1,7 +1,7 @@
 """One drift check, end to end: champion → window → Evidently → policy → report → trigger → records.
 
 Order matters for retries: the report is stored before the trigger (the message names it), the
-trigger is all-or-nothing (see statestore.request_retrain), and the summary and index are written
+trigger is all-or-nothing (see request_store.request_retrain), and the summary and index are written
 last, so a check that fails midway leaves no trigger half done and can simply run again.
 """
 
@@ -23,24 +23,24 @@ from churnflow.monitoring import drift, policy, tracking
 from churnflow.monitoring.champion import Champion, load_champion, load_reference
 from churnflow.monitoring.errors import MonitorUnavailable
 from churnflow.monitoring.logstore import read_window
-from churnflow.monitoring.models import CheckSummary, Status, TriggerOutcome, WindowStats
+from churnflow.monitoring.models import CheckSummary, Status, WindowStats
 from churnflow.monitoring.performance import labelled_performance
-from churnflow.monitoring.reports import ReportStore, summary_object
+from churnflow.monitoring.reports import ReportStore
 from churnflow.monitoring.window import WindowSample, choose_window, error_bound
 from churnflow.registry.read import RegistryError
-from churnflow.retraining.request_state import Timing
-from churnflow.retraining.request_store import StateStore, request_retrain
+from churnflow.retraining.request_state import RequestOutcome, Timing
+from churnflow.retraining.request_store import PublishFailed, StateStore, request_retrain
 from churnflow.settings import MonitorSettings
-from churnflow.storage import layout
+from churnflow.storage import gcs, layout
 
 log = logging.getLogger(__name__)
 # OSError covers the HTTP clients' connection failures and timeouts (requests' errors derive from it).
-_UPSTREAM_ERRORS = (GoogleAPIError, GoogleAuthError, RegistryError, OSError)
+_UPSTREAM_ERRORS = (GoogleAPIError, GoogleAuthError, RegistryError, OSError, gcs.Contention, PublishFailed)
 
 
 def new_check_id(now: datetime) -> str:
     """A unique, time-sortable id for a check."""
-    return f"{now:%Y%m%dT%H%M%S}Z-{uuid.uuid4().hex[:8]}"
+    return f"{layout.format_time(now)}-{uuid.uuid4().hex[:8]}"
 
 
 def window_stats(sample: WindowSample, confidence: float) -> WindowStats:
@@ -107,8 +107,8 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
             champion_version=champion.version,
             data_fingerprint=champion.fingerprint,
             window=window_stats(sample, settings.sample_confidence),
-            summary_uri=layout.gs_uri(settings.bucket, summary_object(check_id)),
-            trigger=TriggerOutcome(action="none", reason=f"fewer than {settings.min_rows} valid rows"),
+            summary_uri=layout.gs_uri(settings.bucket, layout.summary_object(check_id)),
+            trigger=RequestOutcome(action="none", reason=f"fewer than {settings.min_rows} valid rows"),
         )
         if len(sample.frame) >= settings.min_rows:
             summary = _assess(settings, champion, reference_loading.result(), sample, reports, summary)
@@ -160,7 +160,7 @@ def _assess(
             "drift": result,
             "decision": decision,
             "report_uri": reports.write_report(summary.check_id, snapshot.get_html_str(as_iframe=False)),
-            "trigger": TriggerOutcome(action="none", reason="no drift"),
+            "trigger": RequestOutcome(action="none", reason="no drift"),
         }
     )
 

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from churnflow.monitoring.performance import LabelledPerformance
+from churnflow.retraining.request_state import RequestOutcome
 
 
 class _Frozen(BaseModel):
@@ -98,15 +99,6 @@ class WindowStats(_Frozen):
     model_versions: dict[int, int] = Field(description="Model versions that scored the tested rows.")
 
 
-class TriggerOutcome(_Frozen):
-    """Whether this check asked for a retrain."""
-
-    action: Literal["none", "published", "suppressed"]
-    reason: str
-    request_id: str | None = None
-    message_id: str | None = None
-
-
 class CheckSummary(_Frozen):
     """The JSON summary of one check: the response body, the object in GCS and the MLflow run."""
 
@@ -121,7 +113,7 @@ class CheckSummary(_Frozen):
     drift: DriftResult | None = None
     report_uri: str | None = None
     summary_uri: str
-    trigger: TriggerOutcome
+    trigger: RequestOutcome
     performance: LabelledPerformance | None = Field(
         None, description="The champion's quality on labelled recent requests, when labels exist."
     )

@@ -1,6 +1,6 @@
 """Drift reports in GCS: per check an HTML report and a JSON summary, an index of past checks and a
-pointer to the latest report. The index and the pointer change only under generation preconditions,
-so concurrent checks never lose each other's entries.
+pointer to the latest report (names in storage.layout). The index and the pointer change only by
+compare-and-swap, so concurrent checks never lose each other's entries.
 
     reports/checks/<check_id>/report.html   Evidently's report
     reports/checks/<check_id>/summary.json  CheckSummary
@@ -10,34 +10,13 @@ so concurrent checks never lose each other's entries.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
 
 from google.api_core.exceptions import NotFound
 from pydantic import BaseModel, ConfigDict
 
-from churnflow.monitoring.errors import MonitorUnavailable
 from churnflow.monitoring.models import CheckSummary, Status
 from churnflow.storage import gcs, layout
-
-CHECKS_PREFIX = f"{layout.REPORTS_PREFIX}checks/"
-INDEX_OBJECT = f"{layout.REPORTS_PREFIX}index.json"
-LATEST_OBJECT = f"{layout.REPORTS_PREFIX}latest.json"
-CHECK_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
-ATTEMPTS = 8
-Model = TypeVar("Model", bound=BaseModel)
-
-
-def report_object(check_id: str) -> str:
-    """The HTML report of a check."""
-    return f"{CHECKS_PREFIX}{check_id}/report.html"
-
-
-def summary_object(check_id: str) -> str:
-    """The JSON summary of a check."""
-    return f"{CHECKS_PREFIX}{check_id}/summary.json"
 
 
 class IndexEntry(BaseModel):
@@ -97,7 +76,7 @@ class ReportStore:
 
     def write_report(self, check_id: str, html: str) -> str:
         """Store a check's HTML report; returns its URI."""
-        uri = self._uri(report_object(check_id))
+        uri = self._uri(layout.report_object(check_id))
         gcs.write_bytes(self.project, uri, html.encode(), "text/html; charset=utf-8")
         return uri
 
@@ -109,39 +88,24 @@ class ReportStore:
 
     def read_report(self, check_id: str) -> bytes | None:
         """A check's HTML report, or None for an unknown or malformed check id."""
-        if not CHECK_ID.match(check_id):
-            return None
         try:
-            return gcs.read_bytes(self.project, self._uri(report_object(check_id)))
-        except NotFound:
+            return gcs.read_bytes(self.project, self._uri(layout.report_object(check_id)))
+        except (ValueError, NotFound):
             return None
-
-    def _read(self, name: str, model: type[Model]) -> tuple[Model | None, int]:
-        value, generation = gcs.read_json(self.project, self.bucket, name)
-        return (model.model_validate(value) if value is not None else None), generation
-
-    def _update(self, name: str, model: type[Model], change: Callable[[Model | None], Model | None]) -> None:
-        for _ in range(ATTEMPTS):
-            try:
-                current, generation = self._read(name, model)
-                new = change(current)
-                if new is not None:
-                    gcs.write_json(self.project, self.bucket, name, new.model_dump(mode="json"), generation)
-            except gcs.PreconditionFailed:
-                continue
-            return
-        raise MonitorUnavailable(f"{name} kept changing during {ATTEMPTS} attempts")
 
     def read_index(self) -> ReportIndex:
         """The index of past checks (empty before the first)."""
-        return self._read(INDEX_OBJECT, ReportIndex)[0] or ReportIndex()
+        return gcs.read_model(self.project, self.bucket, layout.REPORT_INDEX, ReportIndex)[0] or ReportIndex()
 
     def read_latest(self) -> IndexEntry | None:
         """The latest check that wrote a report."""
-        return self._read(LATEST_OBJECT, IndexEntry)[0]
+        return gcs.read_model(self.project, self.bucket, layout.LATEST_REPORT, IndexEntry)[0]
 
     def record(self, summary: CheckSummary, keep: int) -> None:
-        """Add a check to the index (keeping the `keep` newest) and, if it has a report, point latest at it."""
+        """Add a check to the index (keeping the `keep` newest) and, if it has a report, point latest at it.
+
+        Raises gcs.Contention when other checks keep winning the race for either object.
+        """
         entry = IndexEntry.of(summary)
 
         def add(index: ReportIndex | None) -> ReportIndex:
@@ -153,6 +117,6 @@ class ReportStore:
         def point(latest: IndexEntry | None) -> IndexEntry | None:
             return entry if latest is None or latest.checked_at <= entry.checked_at else None
 
-        self._update(INDEX_OBJECT, ReportIndex, add)
+        gcs.compare_and_swap(self.project, self.bucket, layout.REPORT_INDEX, ReportIndex, add)
         if entry.report_uri:
-            self._update(LATEST_OBJECT, IndexEntry, point)
+            gcs.compare_and_swap(self.project, self.bucket, layout.LATEST_REPORT, IndexEntry, point)

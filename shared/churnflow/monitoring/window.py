@@ -16,7 +16,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -26,9 +26,6 @@ import pandas as pd
 
 from churnflow.core import schema
 from churnflow.storage import layout, request_log
-
-_NAME_TIME_FORMAT = "%Y%m%dT%H%M%S%f"
-_NAME_TIME_LENGTH = 21
 
 
 @dataclass(frozen=True)
@@ -63,11 +60,7 @@ def hour_partitions(window: Window) -> list[str]:
 
 def object_time(name: str) -> datetime | None:
     """The time in a request-log object's name (see layout.request_log_object), or None if it has none."""
-    stamp = name.rsplit("/", 1)[-1][:_NAME_TIME_LENGTH]
-    try:
-        return datetime.strptime(stamp, _NAME_TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return None
+    return layout.request_log_time(name)
 
 
 def choose_objects(count: int, limit: int, rng: np.random.Generator) -> list[int]:

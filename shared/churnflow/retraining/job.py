@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from churnflow.core.messages import MESSAGE_ID_ENV, REQUEST_ENV, RetrainRequested
 from churnflow.core.scorer import CompiledScorer
@@ -33,27 +36,33 @@ from churnflow.training.compiler import compile_pipeline
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RetrainOutcome:
-    """What one execution decided."""
+class RetrainResult(StrEnum):
+    """What one execution did with its request."""
 
-    status: str  # promoted | rejected | skipped
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+
+
+# a metric that is not finite (e.g. ROC-AUC on rows of one class) is stored as JSON null, read back as NaN
+Metrics = dict[str, Annotated[float, BeforeValidator(lambda value: math.nan if value is None else value)]]
+
+
+class RetrainOutcome(BaseModel):
+    """What one execution decided; stored, with `finished_at`, as the run record (layout.run_record)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: RetrainResult
     reason: str
     message_id: str
     version: int | None = None
     champion_version: int | None = None
-    challenger_metrics: dict[str, float] | None = None
-    champion_metrics: dict[str, float] | None = None
-    challenger_recent: dict[str, float] | None = None
-    champion_recent: dict[str, float] | None = None
-
-
-RUN_RECORDS_PREFIX = f"{layout.STATE_PREFIX}retrain-runs/"
-
-
-def run_record(key: str) -> str:
-    """State object recording the outcome of the retrain for one request (or manual run)."""
-    return layout.state_object(f"retrain-runs/{key}")
+    challenger_metrics: Metrics | None = None
+    champion_metrics: Metrics | None = None
+    challenger_recent: Metrics | None = None
+    champion_recent: Metrics | None = None
+    finished_at: datetime | None = None
 
 
 def _lineage_tags(request: RetrainRequested | None, message_id: str, parts: evaluation.RetrainData) -> dict[str, str]:
@@ -82,7 +91,9 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
         champion = None
     if request is not None and champion is not None and request.champion_version != champion.version:
         reason = f"champion moved from v{request.champion_version} to v{champion.version} since the request"
-        return RetrainOutcome("skipped", reason, message_id, champion_version=champion.version)
+        return RetrainOutcome(
+            status=RetrainResult.SKIPPED, reason=reason, message_id=message_id, champion_version=champion.version
+        )
 
     base = data.load_dataset(settings.data_uri, settings.project)
     recent = ground_truth.labelled_traffic(settings)
@@ -124,23 +135,23 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
     )
     version = registered.version.version
     if settings.champion_alias in registered.version.aliases:
-        status = "promoted"  # the registry had no champion: the first version becomes it
+        status = RetrainResult.PROMOTED  # the registry had no champion: the first version becomes it
     elif decision.promote:
         registry_write.set_alias(settings, settings.champion_alias, version)
-        status = "promoted"
+        status = RetrainResult.PROMOTED
     else:
         registry_write.set_alias(settings, settings.challenger_alias, version)
-        status = "rejected"
+        status = RetrainResult.REJECTED
     return RetrainOutcome(
-        status,
-        decision.reason,
-        message_id,
-        version,
-        champion.version if champion else None,
-        challenger_metrics,
-        champion_metrics,
-        challenger_recent,
-        champion_recent,
+        status=status,
+        reason=decision.reason,
+        message_id=message_id,
+        version=version,
+        champion_version=champion.version if champion else None,
+        challenger_metrics=challenger_metrics,
+        champion_metrics=champion_metrics,
+        challenger_recent=challenger_recent,
+        champion_recent=champion_recent,
     )
 
 
@@ -159,11 +170,11 @@ def _state_change(
 def run(settings: RetrainSettings, request: RetrainRequested | None, message_id: str) -> RetrainOutcome:
     """Retrain under the lock, once per request; records the outcome and moves the retrain state."""
     key = request.request_id if request is not None else message_id
-    record = run_record(key)
-    done, _ = gcs.read_json(settings.project, settings.bucket, record)
+    record = layout.run_record(key)
+    done, _ = gcs.read_model(settings.project, settings.bucket, record, RetrainOutcome)
     if done is not None:
-        done.pop("finished_at", None)
-        return RetrainOutcome(**{**done, "status": "skipped", "reason": f"already done: {done['status']}"})
+        update = {"status": RetrainResult.SKIPPED, "reason": f"already done: {done.status}", "finished_at": None}
+        return done.model_copy(update=update)
     registry_write.configure_client(settings)
     with retrain_lock(settings.project, settings.bucket, message_id, settings.lock_ttl_s):
         _state_change(settings, request, lambda s: request_state.start(s, key, _now()))
@@ -173,9 +184,11 @@ def run(settings: RetrainSettings, request: RetrainRequested | None, message_id:
             detail = f"{type(error).__name__}: {error}"
             _state_change(settings, request, lambda s: request_state.fail(s, key, _now(), detail))
             raise
-        promoted = outcome.version if outcome.status == "promoted" else None
+        promoted = outcome.version if outcome.status is RetrainResult.PROMOTED else None
         _state_change(settings, request, lambda s: request_state.finish(s, key, _now(), promoted))
-        gcs.write_json(settings.project, settings.bucket, record, asdict(outcome) | {"finished_at": time.time()}, 0)
+        gcs.write_model(
+            settings.project, settings.bucket, record, outcome.model_copy(update={"finished_at": _now()}), 0
+        )
     return outcome
 
 
@@ -206,5 +219,5 @@ def main() -> int:
             flush=True,
         )
         return 1
-    log.info("retrain %s: %s", outcome.status, outcome.reason, extra={"outcome": asdict(outcome)})
+    log.info("retrain %s: %s", outcome.status, outcome.reason, extra={"outcome": outcome.model_dump(mode="json")})
     return 0

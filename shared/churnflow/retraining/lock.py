@@ -12,8 +12,6 @@ from contextlib import contextmanager
 
 from churnflow.storage import gcs, layout
 
-LOCK_NAME = layout.state_object("retrain-lock")
-
 
 class LockHeld(RuntimeError):
     """Another retrain holds the lock."""
@@ -22,14 +20,16 @@ class LockHeld(RuntimeError):
 @contextmanager
 def retrain_lock(project: str, bucket: str, owner: str, ttl_s: float) -> Iterator[None]:
     """Hold the retrain lock for the duration of the block; raises LockHeld if it is taken."""
-    current, generation = gcs.read_json(project, bucket, LOCK_NAME)
+    current, generation = gcs.read_json(project, bucket, layout.RETRAIN_LOCK)
     if current is not None and time.time() - float(current.get("acquired_at", 0)) < ttl_s:
         raise LockHeld(f"retrain lock held by {current.get('owner')!r} since {current.get('acquired_at')}")
     try:
-        held = gcs.write_json(project, bucket, LOCK_NAME, {"owner": owner, "acquired_at": time.time()}, generation)
+        held = gcs.write_json(
+            project, bucket, layout.RETRAIN_LOCK, {"owner": owner, "acquired_at": time.time()}, generation
+        )
     except gcs.PreconditionFailed as error:
         raise LockHeld("another retrain took the lock first") from error
     try:
         yield
     finally:
-        gcs.delete_object(project, bucket, LOCK_NAME, held)
+        gcs.delete_object(project, bucket, layout.RETRAIN_LOCK, held)

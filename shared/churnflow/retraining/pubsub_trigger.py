@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,19 +27,22 @@ from churnflow.storage import gcs, layout
 log = logging.getLogger(__name__)
 
 
+class DeliveryStatus(StrEnum):
+    """What became of one delivered message."""
+
+    STARTED = "started"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
 @dataclass(frozen=True)
-class TriggerOutcome:
+class DeliveryOutcome:
     """What the trigger did with one message."""
 
-    status: str  # started | duplicate | rejected
+    status: DeliveryStatus
     detail: str
     message_id: str = ""
     execution: str = ""
-
-
-def message_record(message_id: str) -> str:
-    """State object marking a message id as handled."""
-    return layout.state_object(f"messages/{message_id}")
 
 
 def parse_envelope(message: Mapping[str, Any]) -> tuple[str, bytes]:
@@ -52,15 +56,15 @@ def parse_envelope(message: Mapping[str, Any]) -> tuple[str, bytes]:
         raise ValueError(f"message {message_id} data is not base64: {error}") from error
 
 
-def handle(message: Mapping[str, Any], settings: CommonSettings, launcher: JobLauncher) -> TriggerOutcome:
+def handle(message: Mapping[str, Any], settings: CommonSettings, launcher: JobLauncher) -> DeliveryOutcome:
     """Start one retrain for a valid, new message; acknowledge (reject) anything else."""
     try:
         message_id, payload = parse_envelope(message)
         request = RetrainRequested.model_validate_json(payload)
+        record = layout.message_record(message_id)
     except (ValueError, ValidationError) as error:
         log.warning("rejected retrain message: %s", str(error)[:500], extra={"message_id": message.get("messageId")})
-        return TriggerOutcome("rejected", str(error)[:500], str(message.get("messageId") or ""))
-    record = message_record(message_id)
+        return DeliveryOutcome(DeliveryStatus.REJECTED, str(error)[:500], str(message.get("messageId") or ""))
     try:
         generation = gcs.write_json(
             settings.project,
@@ -71,11 +75,13 @@ def handle(message: Mapping[str, Any], settings: CommonSettings, launcher: JobLa
         )
     except gcs.PreconditionFailed:
         log.info("message %s already handled", message_id)
-        return TriggerOutcome("duplicate", "message already handled", message_id)
+        return DeliveryOutcome(DeliveryStatus.DUPLICATE, "message already handled", message_id)
     try:
         execution = launcher.launch({REQUEST_ENV: request.model_dump_json(), MESSAGE_ID_ENV: message_id})
     except LaunchError:
         gcs.delete_object(settings.project, settings.bucket, record, generation)
         raise
     log.info("retrain started for message %s: %s", message_id, execution)
-    return TriggerOutcome("started", f"champion v{request.champion_version}: {request.reason}", message_id, execution)
+    return DeliveryOutcome(
+        DeliveryStatus.STARTED, f"champion v{request.champion_version}: {request.reason}", message_id, execution
+    )

@@ -1,4 +1,4 @@
-"""The retrain-request state of one model and its transitions (pure; stored by `statestore`).
+"""The retrain-request state of one model and its transitions (pure; stored by `request_store`).
 
 One small JSON object per model records the latest retrain request and how far it got:
 
@@ -40,7 +40,7 @@ class RetrainStatus(StrEnum):
 
 
 class RetrainState(BaseModel):
-    """The state object's content (JSON in GCS, see layout.state_object)."""
+    """The state object's content (JSON in GCS, see layout.retrain_state_object)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -56,6 +56,17 @@ class RetrainState(BaseModel):
     finished_at: datetime | None = None
     promoted_version: int | None = None
     detail: str = ""
+
+
+class RequestOutcome(BaseModel):
+    """Whether a drift check asked for a retrain: published, suppressed by the state, or none needed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: Literal["none", "published", "suppressed"]
+    reason: str
+    request_id: str | None = None
+    message_id: str | None = None
 
 
 class InvalidTransition(ValueError):
@@ -74,11 +85,6 @@ class Timing:
     def from_settings(cls, settings: MonitorSettings) -> Timing:
         """The timing of the monitor's settings."""
         return cls(settings.claim_ttl_s, settings.request_ttl_s, settings.cooldown_s)
-
-
-def state_name(model_name: str) -> str:
-    """The name of a model's state object (see layout.state_object)."""
-    return f"retrain-{model_name}"
 
 
 def may_request(state: RetrainState | None, champion_version: int, now: datetime, timing: Timing) -> tuple[bool, str]:

@@ -28,7 +28,7 @@ import pandas as pd
 from churnflow.core import schema
 from churnflow.local import stack
 from churnflow.monitoring.models import CheckSummary, Status
-from churnflow.retraining.job import RUN_RECORDS_PREFIX, run_record
+from churnflow.retraining.job import RetrainOutcome
 from churnflow.retraining.request_state import RetrainStatus
 from churnflow.retraining.request_store import StateStore
 from churnflow.settings import REPO_ROOT, CommonSettings, LocalStackSettings, TrainSettings
@@ -274,22 +274,22 @@ def _loop(
         )
 
     state = wait_for(finished, 180, "the retrain job")
-    outcome, _ = gcs.read_json(common.project, common.bucket, run_record(state.request_id))
+    outcome, _ = gcs.read_model(common.project, common.bucket, layout.run_record(state.request_id), RetrainOutcome)
     result.retrain_status = state.status.value
     result.promoted_version = state.promoted_version
-    result.job_runs = len(gcs.list_names(common.project, common.bucket, RUN_RECORDS_PREFIX))
-    if outcome:
-        challenger, champion = outcome["challenger_metrics"], outcome["champion_metrics"]
+    result.job_runs = len(gcs.list_names(common.project, common.bucket, layout.RUN_RECORDS_PREFIX))
+    if outcome and outcome.challenger_metrics and outcome.champion_metrics:
+        challenger, champion = outcome.challenger_metrics, outcome.champion_metrics
         say(
-            f"Retrain job: challenger v{outcome['version']} AUC {challenger['roc_auc']:.4f} vs champion "
-            f"v{outcome['champion_version']} {champion['roc_auc']:.4f} on the same {int(challenger['rows'])} rows "
-            f"-> {outcome['status'].upper()} ({outcome['reason']})"
+            f"Retrain job: challenger v{outcome.version} AUC {challenger['roc_auc']:.4f} vs champion "
+            f"v{outcome.champion_version} {champion['roc_auc']:.4f} on the same {int(challenger['rows'])} rows "
+            f"-> {outcome.status.upper()} ({outcome.reason})"
         )
-        if outcome["champion_recent"]:
+        if outcome.champion_recent and outcome.challenger_recent:
             say(
-                f"On held-out rows of the new segment ({int(outcome['challenger_recent']['rows'])} customers): "
-                f"AUC {outcome['champion_recent']['roc_auc']:.4f} (v{outcome['champion_version']}) -> "
-                f"{outcome['challenger_recent']['roc_auc']:.4f} (v{outcome['version']})"
+                f"On held-out rows of the new segment ({int(outcome.challenger_recent['rows'])} customers): "
+                f"AUC {outcome.champion_recent['roc_auc']:.4f} (v{outcome.champion_version}) -> "
+                f"{outcome.challenger_recent['roc_auc']:.4f} (v{outcome.version})"
             )
     else:
         say(f"Retrain job ended {state.status.value}: {state.detail}")

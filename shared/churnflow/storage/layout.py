@@ -1,12 +1,16 @@
-"""Where everything lives in the one GCS bucket: the storage layout, defined once.
+"""Where everything lives in the one GCS bucket: every object name, built here and nowhere else.
 
 Training data, MLflow artifacts, request logs (batched objects partitioned by date and hour),
-ground-truth labels, drift reports and small state objects each have their own prefix.
+ground-truth labels, drift reports and small state objects each have their own prefix. Times in
+names are UTC in one format (`format_time`/`parse_time`); every id that becomes part of a name
+must be a safe token (letters, digits, `.`, `_`, `-`; no slash, no leading dot), so no caller can
+reach outside its prefix.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 
 TRAINING_DATA = "data/training/telco_churn.csv"
 REFERENCE_PREFIX = "data/reference/"
@@ -14,7 +18,38 @@ MLFLOW_ARTIFACTS_PREFIX = "mlflow"
 REQUEST_LOG_PREFIX = "requests/"
 LABELS_PREFIX = "labels/"
 REPORTS_PREFIX = "reports/"
+CHECKS_PREFIX = f"{REPORTS_PREFIX}checks/"
+REPORT_INDEX = f"{REPORTS_PREFIX}index.json"
+LATEST_REPORT = f"{REPORTS_PREFIX}latest.json"
 STATE_PREFIX = "state/"
+RETRAIN_LOCK = f"{STATE_PREFIX}retrain-lock.json"
+MESSAGES_PREFIX = f"{STATE_PREFIX}messages/"
+RUN_RECORDS_PREFIX = f"{STATE_PREFIX}retrain-runs/"
+
+TIME_FORMAT = "%Y%m%dT%H%M%S"
+_TIME = re.compile(r"\A(\d{8}T\d{6})(\d{6})?Z\Z")
+_TOKEN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+
+
+def token(value: str) -> str:
+    """`value` if it is safe inside an object name; raises ValueError otherwise."""
+    if not _TOKEN.match(value):
+        raise ValueError(f"not a safe object-name token: {value!r}")
+    return value
+
+
+def format_time(when: datetime, microseconds: bool = False) -> str:
+    """`when` (UTC) as names carry it: 20261105T140307Z, or 20261105T140307123456Z with microseconds."""
+    return f"{when.strftime(TIME_FORMAT)}{when:%f}Z" if microseconds else f"{when.strftime(TIME_FORMAT)}Z"
+
+
+def parse_time(text: str) -> datetime:
+    """The UTC time of a `format_time` stamp (either precision); raises ValueError on anything else."""
+    match = _TIME.match(text)
+    if match is None:
+        raise ValueError(f"not a name time stamp: {text!r}")
+    seconds, micros = match.groups()
+    return datetime.strptime(seconds, TIME_FORMAT).replace(microsecond=int(micros or 0), tzinfo=UTC)
 
 
 def gs_uri(bucket: str, name: str) -> str:
@@ -34,7 +69,7 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
 
 def reference_object(fingerprint: str) -> str:
     """The training rows (features + target) of a model, keyed by their data fingerprint."""
-    return f"{REFERENCE_PREFIX}{fingerprint}.parquet"
+    return f"{REFERENCE_PREFIX}{token(fingerprint)}.parquet"
 
 
 def mlflow_artifacts_uri(bucket: str) -> str:
@@ -49,14 +84,42 @@ def request_log_partition(when: datetime) -> str:
 
 def request_log_object(when: datetime, batch_id: str) -> str:
     """One batch of logged requests; names sort by time within a partition."""
-    return f"{request_log_partition(when)}{when:%Y%m%dT%H%M%S%f}Z-{batch_id}.jsonl.gz"
+    return f"{request_log_partition(when)}{format_time(when, microseconds=True)}-{token(batch_id)}.jsonl.gz"
+
+
+def request_log_time(name: str) -> datetime | None:
+    """The time in a `request_log_object` name, or None if the name carries none."""
+    try:
+        return parse_time(name.rsplit("/", 1)[-1].partition("-")[0])
+    except ValueError:
+        return None
 
 
 def labels_object(imported_at: datetime, import_id: str) -> str:
     """One imported batch of ground-truth labels."""
-    return f"{LABELS_PREFIX}dt={imported_at:%Y-%m-%d}/{imported_at:%Y%m%dT%H%M%S}Z-{import_id}.jsonl.gz"
+    return f"{LABELS_PREFIX}dt={imported_at:%Y-%m-%d}/{format_time(imported_at)}-{token(import_id)}.jsonl.gz"
 
 
-def state_object(name: str) -> str:
-    """A small JSON state object (locks, pointers) updated with generation preconditions."""
-    return f"{STATE_PREFIX}{name}.json"
+def report_object(check_id: str) -> str:
+    """The HTML drift report of a check."""
+    return f"{CHECKS_PREFIX}{token(check_id)}/report.html"
+
+
+def summary_object(check_id: str) -> str:
+    """The JSON summary of a check."""
+    return f"{CHECKS_PREFIX}{token(check_id)}/summary.json"
+
+
+def retrain_state_object(model_name: str) -> str:
+    """A model's retrain-request state (see retraining.request_state)."""
+    return f"{STATE_PREFIX}retrain-{token(model_name)}.json"
+
+
+def message_record(message_id: str) -> str:
+    """The marker of a Pub/Sub message the retrain trigger has handled."""
+    return f"{MESSAGES_PREFIX}{token(message_id)}.json"
+
+
+def run_record(key: str) -> str:
+    """The outcome of the retrain for one request (or manual run)."""
+    return f"{RUN_RECORDS_PREFIX}{token(key)}.json"

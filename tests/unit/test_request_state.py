@@ -116,4 +116,3 @@ def test_state_serialises_to_the_documented_json():
     assert stored["format"] == "churnflow.retrain-state/v1" and stored["status"] == "claimed"
     assert stored["requested_at"] == "2026-11-05T12:00:00Z" and stored["finished_at"] is None
     assert request_state.RetrainState.model_validate(stored) == claimed
-    assert request_state.state_name("churn") == "retrain-churn"
