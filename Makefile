@@ -72,7 +72,7 @@ $(NODE_STAMP): package-lock.json
 requirements: ## Regenerate the images' requirements.txt files from pyproject.toml
 	$(PYTHON) infra/gen_requirements.py
 
-images: ## Build the four images tagged $(TAG) (default: the current commit)
+images: ## Build the five images tagged $(TAG) (default: the current commit)
 	infra/images.sh build $(TAG)
 
 push: ## Push the images tagged $(TAG) to Artifact Registry

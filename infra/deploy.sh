@@ -45,10 +45,9 @@ gcloud run jobs deploy "${RETRAIN_JOB}" --region="${REGION}" --image="${RETRAIN_
   --tasks=1 --max-retries=2 --task-timeout=3600 --cpu=2 --memory=4Gi
 
 log "trigger ${tag}"
-# the retrain image, serving the Pub/Sub push with functions-framework; it starts job executions
-deploy_service "${TRIGGER_SERVICE}" --image="${RETRAIN_IMAGE}:${tag}" \
-  --command=functions-framework \
-  --args=--target=on_retrain_request,--signature-type=cloudevent,--source=functions/retrain/main.py \
+# serves the Pub/Sub push and starts job executions; empty --command/--args: the image's own CMD runs,
+# whatever an earlier revision overrode
+deploy_service "${TRIGGER_SERVICE}" --image="${TRIGGER_IMAGE}:${tag}" --command="" --args="" \
   --service-account="$(sa_email "${TRIGGER_SA}")" \
   --set-env-vars="${common_env},CHURNFLOW_JOB_LAUNCHER=cloud-run,CHURNFLOW_REGION=${REGION},CHURNFLOW_JOB_NAME=${RETRAIN_JOB}" \
-  "${vpc[@]}" --ingress=internal --cpu=1 --memory=1Gi --max-instances=2 --timeout=60
+  "${vpc[@]}" --ingress=internal --cpu=1 --memory=512Mi --max-instances=2 --timeout=60

@@ -30,8 +30,10 @@ class Deployable:
 DEPLOYABLES = {
     "functions/predict/requirements.txt": Deployable(extras=("serve",)),
     "functions/monitor/requirements.txt": Deployable(extras=("monitor",)),
-    # the job and its Pub/Sub trigger share one image: the trigger imports the job's modules
+    # functions-framework: docker-compose.local.yml runs the trigger in this image, since locally the
+    # trigger starts the job as a subprocess of its own
     "functions/retrain/requirements.txt": Deployable(extras=("train",), picks=("functions-framework",)),
+    "functions/trigger/requirements.txt": Deployable(extras=("trigger",)),
     "infra/mlflow/requirements.txt": Deployable(extras=("mlflow-server",), core=False),
 }
 

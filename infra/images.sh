@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build or push the four images of one tag (the commit): infra/images.sh build|push TAG
+# Build or push the five images of one tag (the commit): infra/images.sh build|push TAG
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,6 +13,7 @@ declare -A DOCKERFILES=(
   ["${PREDICT_IMAGE}"]=functions/predict/Dockerfile
   ["${MONITOR_IMAGE}"]=functions/monitor/Dockerfile
   ["${RETRAIN_IMAGE}"]=functions/retrain/Dockerfile
+  ["${TRIGGER_IMAGE}"]=functions/trigger/Dockerfile
   ["${MLFLOW_IMAGE}"]=infra/mlflow/Dockerfile
 )
 

@@ -1,44 +1,84 @@
 """Launchers start one job execution with the message passed as environment overrides."""
 
+import json
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from google.api_core.exceptions import Forbidden
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import run_v2
+from google.cloud.run_v2.services.jobs.transports.rest import JobsRestTransport
 
-from churnflow.retraining.launchers import CloudRunJobLauncher, LaunchError, SubprocessLauncher
+from churnflow.core.messages import MESSAGE_ID_ENV, REQUEST_ENV
+from churnflow.retraining.launchers import CloudRunJobLauncher, LaunchError, SubprocessLauncher, run_job_request
 
-
-class FakeResponse:
-    def __init__(self, status_code, body):
-        self.status_code, self._body, self.text = status_code, body, str(body)
-
-    def json(self):
-        return self._body
-
-
-class FakeSession:
-    def __init__(self, response):
-        self.response, self.calls = response, []
-
-    def post(self, url, json, timeout):
-        self.calls.append((url, json))
-        return self.response
+JOB = "projects/p/locations/europe-west1/jobs/churnflow-retrain"
 
 
-def test_cloud_run_launcher_calls_jobs_run_with_env_overrides():
-    session = FakeSession(FakeResponse(200, {"name": "projects/p/locations/r/operations/op-1"}))
-    launcher = CloudRunJobLauncher("p", "europe-west1", "churnflow-retrain", session=session)
-    assert launcher.launch({"A": "1", "B": "two"}) == "projects/p/locations/r/operations/op-1"
-    ((url, body),) = session.calls
-    assert url == "https://run.googleapis.com/v2/projects/p/locations/europe-west1/jobs/churnflow-retrain:run"
+def test_run_job_request_names_the_job_and_overrides_the_job_env_contract():
+    request = run_job_request(
+        "p", "europe-west1", "churnflow-retrain", {REQUEST_ENV: '{"a": 1}', MESSAGE_ID_ENV: "m-1"}
+    )
+    assert request.name == JOB
+    [container] = request.overrides.container_overrides
+    assert [(var.name, var.value) for var in container.env] == [(REQUEST_ENV, '{"a": 1}'), (MESSAGE_ID_ENV, "m-1")]
+    assert (container.name, list(container.args), request.overrides.task_count) == ("", [], 0)  # nothing else changed
+
+
+class FakeAdminApi(BaseHTTPRequestHandler):
+    """Cloud Run Admin API stand-in on 127.0.0.1: records each call, answers `status` with `body`."""
+
+    calls: list[tuple[str, dict]] = []
+    status, body = 200, {"name": "projects/p/locations/europe-west1/operations/op-1"}
+
+    def do_POST(self) -> None:
+        type(self).calls.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+        payload = json.dumps(self.body).encode()
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def admin_api() -> Iterator[tuple[type[FakeAdminApi], run_v2.JobsClient]]:
+    """The fake endpoint and a real JobsClient (REST transport, anonymous) pointed at it."""
+    handler = type("Api", (FakeAdminApi,), {"calls": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    transport = JobsRestTransport(
+        host=f"127.0.0.1:{server.server_port}", credentials=AnonymousCredentials(), url_scheme="http"
+    )
+    yield handler, run_v2.JobsClient(transport=transport)
+    server.shutdown()
+    server.server_close()
+
+
+def test_cloud_run_launcher_calls_jobs_run_with_env_overrides(admin_api):
+    api, client = admin_api
+    launcher = CloudRunJobLauncher("p", "europe-west1", "churnflow-retrain", client=client)
+    assert launcher.launch({"A": "1", "B": "two"}) == "projects/p/locations/europe-west1/operations/op-1"
+    [(path, body)] = api.calls
+    assert path.partition("?")[0] == f"/v2/{JOB}:run"
     assert body == {
         "overrides": {"containerOverrides": [{"env": [{"name": "A", "value": "1"}, {"name": "B", "value": "two"}]}]}
     }
 
 
-def test_cloud_run_launcher_raises_on_refusal():
-    launcher = CloudRunJobLauncher("p", "r", "j", session=FakeSession(FakeResponse(403, {"error": "denied"})))
-    with pytest.raises(LaunchError, match="HTTP 403"):
-        launcher.launch({})
+def test_cloud_run_launcher_raises_on_refusal(admin_api):
+    api, client = admin_api
+    api.status, api.body = 403, {"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}}
+    with pytest.raises(LaunchError, match="jobs.run failed.*denied") as raised:
+        CloudRunJobLauncher("p", "r", "j", client=client).launch({})
+    assert isinstance(raised.value.__cause__, Forbidden)
 
 
 def test_subprocess_launcher_passes_the_environment(tmp_path):
@@ -46,8 +86,6 @@ def test_subprocess_launcher_passes_the_environment(tmp_path):
     argv = [sys.executable, "-c", f"import os; open({str(out)!r}, 'w').write(os.environ['CHURNFLOW_X'])"]
     pid = SubprocessLauncher(argv, log_dir=tmp_path).launch({"CHURNFLOW_X": "hello"})
     assert pid.isdigit()
-    import time
-
     for _ in range(100):
         if out.exists() and out.read_text():
             break

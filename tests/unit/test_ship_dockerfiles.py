@@ -1,4 +1,5 @@
-"""The Dockerfiles follow the conventions (DESIGN.md 8) and copy only what the build context sends.
+"""The Dockerfiles follow the conventions (slim base, dependencies before code, non-root user, unbuffered
+output, the server on $PORT) and copy only what the build context sends.
 
 No Docker engine runs here: the files are parsed and checked instruction by instruction (and linted
 by hadolint in `make lint`).
@@ -20,9 +21,10 @@ DOCKERFILES = {
     "predict": REPO_ROOT / "functions/predict/Dockerfile",
     "monitor": REPO_ROOT / "functions/monitor/Dockerfile",
     "retrain": REPO_ROOT / "functions/retrain/Dockerfile",
+    "trigger": REPO_ROOT / "functions/trigger/Dockerfile",
     "mlflow": REPO_ROOT / "infra/mlflow/Dockerfile",
 }
-SERVERS = ("predict", "monitor", "mlflow")  # the retrain image's default command is the job (no port)
+SERVERS = ("predict", "monitor", "trigger", "mlflow")  # the retrain image's default command is the job (no port)
 
 
 @dataclass(frozen=True)
@@ -123,13 +125,15 @@ def test_pip_installs_nothing_but_the_generated_requirements(image):
     assert installs == [f"pip install --requirement {target}"], name
 
 
-def test_predict_image_copies_no_training_code_or_data():
-    sources = [source for sources, _ in copies(parse(DOCKERFILES["predict"])) for source in sources]
-    assert sources == [
-        "functions/predict/requirements.txt",
-        "shared/churnflow",
-        "functions/predict/main.py",
-    ]
+@pytest.mark.parametrize("name", ["predict", "trigger"])
+def test_lean_images_copy_no_training_or_job_code_or_data(name):
+    sources = [source for sources, _ in copies(parse(DOCKERFILES[name])) for source in sources]
+    assert sources == [f"functions/{name}/requirements.txt", "shared/churnflow", f"functions/{name}/main.py"]
+
+
+def test_retrain_image_holds_the_trigger_entry_point_for_the_local_compose_stack():
+    sources = [source for sources, _ in copies(parse(DOCKERFILES["retrain"])) for source in sources]
+    assert {"functions/retrain/job.py", "functions/trigger/main.py"} <= set(sources)
 
 
 def dockerignore_includes(path: str) -> bool:

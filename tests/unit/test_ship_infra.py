@@ -50,6 +50,7 @@ def test_config_derives_names_from_the_project_and_region():
     assert values["BUCKET"] == "proj-x-churnflow"
     assert values["PREDICT_IMAGE"] == "us-central1-docker.pkg.dev/proj-x/churnflow/predict"
     assert values["MLFLOW_IMAGE"] == "us-central1-docker.pkg.dev/proj-x/churnflow/mlflow"
+    assert values["TRIGGER_IMAGE"] == "us-central1-docker.pkg.dev/proj-x/churnflow/trigger"
 
 
 def test_service_account_ids_are_valid_and_distinct():

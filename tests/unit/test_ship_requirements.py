@@ -1,5 +1,6 @@
 """The images' requirements: generated from pyproject.toml, complete for their entry points, and the
-predict image free of training packages (checked on the full dependency closure, not just the file)."""
+predict and trigger images free of training packages (checked on the full dependency closure, not just
+the file)."""
 
 from __future__ import annotations
 
@@ -71,16 +72,28 @@ def test_generator_takes_core_extras_and_picks_with_their_declared_bounds():
     assert sorted(gen.name_of(line) for line in mlflow) == ["google-cloud-storage", "mlflow", "psycopg2-binary"]
 
 
-def test_predict_requirements_name_no_training_package():
-    names = {gen.name_of(line) for line in requirement_lines("functions/predict/requirements.txt")}
+LEAN = {
+    "functions/predict/requirements.txt": {"fastapi", "uvicorn", "mangum", "google-cloud-storage"},
+    "functions/trigger/requirements.txt": {"functions-framework", "google-cloud-run", "google-cloud-storage"},
+}
+
+
+@pytest.mark.parametrize(("requirements", "key_packages"), LEAN.items(), ids=["predict", "trigger"])
+def test_lean_requirements_name_no_training_package(requirements, key_packages):
+    names = {gen.name_of(line) for line in requirement_lines(requirements)}
     assert names & TRAINING_ONLY == set()
-    assert {"fastapi", "uvicorn", "mangum", "google-cloud-storage"} <= names
+    assert key_packages <= names
 
 
-def test_predict_image_installs_no_training_package_even_indirectly():
-    installed = closure(requirement_lines("functions/predict/requirements.txt"))
-    assert {"fastapi", "uvicorn", "uvloop", "httptools", "pydantic", "numpy"} <= installed
+@pytest.mark.parametrize(("requirements", "key_packages"), LEAN.items(), ids=["predict", "trigger"])
+def test_lean_images_install_no_training_package_even_indirectly(requirements, key_packages):
+    installed = closure(requirement_lines(requirements))
+    assert key_packages | {"pydantic", "google-api-core"} <= installed
     assert installed & TRAINING_ONLY == set()
+
+
+def test_predict_image_gets_its_fast_server_stack():
+    assert {"uvloop", "httptools", "numpy"} <= closure(requirement_lines("functions/predict/requirements.txt"))
 
 
 # Runs the entry points in this venv with every installed distribution outside the image's closure
@@ -105,40 +118,55 @@ print(json.dumps(sorted(imported)))
 """
 
 
+def probe(requirements: str, scripts: list[Path]) -> subprocess.CompletedProcess[str]:
+    """Run `scripts` in one interpreter that can import only what `requirements` installs (and churnflow)."""
+    allowed = sorted(closure(requirement_lines(requirements)) | {"churnflow"})
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(allowed), *map(str, scripts)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+
+
+def imported_by(result: subprocess.CompletedProcess[str]) -> set[str]:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
 @pytest.mark.parametrize(
     ("requirements", "entry_points", "key_packages"),
     [
         ("functions/predict/requirements.txt", ["functions/predict/main.py"], {"fastapi", "mangum"}),
         ("functions/monitor/requirements.txt", ["functions/monitor/main.py"], {"evidently", "functions-framework"}),
+        # the local compose stack runs the trigger in the retrain image too (it starts the job as a subprocess)
         (
             "functions/retrain/requirements.txt",
-            ["functions/retrain/job.py", "functions/retrain/main.py"],
+            ["functions/retrain/job.py", "functions/trigger/main.py"],
             {"scikit-learn", "pandas", "functions-framework"},
         ),
     ],
 )
 def test_entry_points_import_with_only_their_image_packages(requirements, entry_points, key_packages):
-    allowed = sorted(closure(requirement_lines(requirements)) | {"churnflow"})
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(allowed), *(str(REPO_ROOT / path) for path in entry_points)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO_ROOT,
+    imported = imported_by(probe(requirements, [REPO_ROOT / path for path in entry_points]))
+    assert key_packages | {"churnflow"} <= imported
+
+
+def test_trigger_and_its_first_launch_import_no_training_package(tmp_path):
+    first_launch = tmp_path / "first_launch.py"  # what the Cloud Run launcher imports on the first message
+    first_launch.write_text(
+        'from churnflow.retraining import launchers\nlaunchers.run_job_request("p", "r", "j", {})\n'
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert key_packages | {"churnflow"} <= set(json.loads(result.stdout.splitlines()[-1]))
+    imported = imported_by(
+        probe("functions/trigger/requirements.txt", [REPO_ROOT / "functions/trigger/main.py", first_launch])
+    )
+    assert {"functions-framework", "google-cloud-run", "churnflow"} <= imported
+    assert imported & TRAINING_ONLY == set()
 
 
 def test_the_probe_fails_when_an_image_lacks_a_package_its_entry_point_imports():
-    predict_only = sorted(closure(requirement_lines("functions/predict/requirements.txt")) | {"churnflow"})
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(predict_only), str(REPO_ROOT / "functions/monitor/main.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO_ROOT,
-    )
+    result = probe("functions/predict/requirements.txt", [REPO_ROOT / "functions/monitor/main.py"])
     assert result.returncode == 1
     assert "(not in the image)" in result.stderr
 

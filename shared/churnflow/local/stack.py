@@ -278,7 +278,7 @@ def app_specs(settings: LocalStackSettings, common: CommonSettings, apps: tuple[
         specs.append(ServiceSpec("monitor", argv, settings.monitor_port, f"{url}/view_report", url, env))
     if "trigger" in apps:
         url = f"http://{host}:{settings.trigger_port}"
-        argv = _function_argv(settings, "retrain", "on_retrain_request", "cloudevent", settings.trigger_port)
+        argv = _function_argv(settings, "trigger", "on_retrain_request", "cloudevent", settings.trigger_port)
         trigger_env = env | {"CHURNFLOW_JOB_LAUNCHER": "subprocess", "CHURNFLOW_JOB_LOG_DIR": str(settings.state_dir)}
         # a CloudEvent function answers GET with 405: that it answers at all means it is serving
         specs.append(ServiceSpec("trigger", argv, settings.trigger_port, f"{url}/", url, trigger_env, ready_status=405))
