@@ -1,5 +1,6 @@
-"""The drift monitor's core: window reading, the Evidently adapter, the drift policy, reports, the trigger.
+"""The drift monitor: window reading, the Evidently adapter, the drift policy, reports, performance.
 
-Pure logic (`window`, `policy`, `trigger`, `views`) is kept apart from the adapters that touch GCS,
-Pub/Sub and MLflow (`logstore`, `reports`, `statestore`, `publish`, `tracking`); `check` wires them.
+Pure logic (`window`, `policy`, `views`) is kept apart from the adapters that touch GCS and MLflow
+(`logstore`, `champion`, `reports`, `tracking`); `check` wires them, and asks for a retrain through
+`retraining.request_store`.
 """

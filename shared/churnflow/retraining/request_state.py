@@ -1,4 +1,4 @@
-"""The retrain-request state of one model and its transitions (pure; stored by `statestore`).
+"""The retrain-request state of one model and its transitions (pure; stored by `request_store`).
 
 One small JSON object per model records the latest retrain request and how far it got:
 
@@ -18,14 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from churnflow.core.messages import RetrainRequested
 from churnflow.settings import MonitorSettings
 
-STATE_FORMAT = "churnflow.retrain-state/v1"
+STATE_FORMAT: Final = "churnflow.retrain-state/v1"
 
 
 class RetrainStatus(StrEnum):
