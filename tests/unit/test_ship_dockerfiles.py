@@ -1,4 +1,4 @@
-"""The Dockerfiles follow the conventions (DESIGN.md section 3, convention 8) and copy only what the build context sends.
+"""The Dockerfiles follow the conventions (DESIGN.md §3, item 8) and copy only what the build context sends.
 
 No Docker engine runs here: the files are parsed and checked instruction by instruction (and linted
 by hadolint in `make lint`).
