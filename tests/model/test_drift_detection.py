@@ -11,11 +11,11 @@ import pytest
 from churnflow.core.scorer import CompiledScorer
 from churnflow.monitoring import drift
 from churnflow.monitoring.models import Rule
-from churnflow.monitoring.policy import Policy, decide
+from churnflow.monitoring.policy import DriftPolicy, assess_drift
 from churnflow.sim import scenarios
 from churnflow.training.compiler import compile_pipeline
 
-POLICY = Policy()  # the defaults of MonitorSettings
+POLICY = DriftPolicy()  # the defaults of MonitorSettings
 SEEDS = range(20)
 
 
@@ -29,8 +29,8 @@ def check(dataset, training_result):
     @cache
     def run(scenario, rows, seed):
         current = drift.with_prediction(scenarios.window(dataset, scenario, rows, seed), scorer)
-        result, _ = drift.measure(reference, current, drift.DriftConfig())
-        return decide(result, importance, POLICY), result
+        result, _ = drift.score_columns(reference, current, drift.DriftConfig())
+        return assess_drift(result, importance, POLICY), result
 
     return run
 

@@ -24,13 +24,13 @@ def test_scorer_equals_sklearn_on_every_row(scorer, training_result, dataset):
     assert np.max(np.abs(got - expected)) < 1e-9
 
 
-def test_contributions_add_up_to_the_log_odds(scorer, dataset):
+def test_explained_shares_add_up_to_the_log_odds(scorer, dataset):
     row = pipeline.features(dataset).iloc[10].to_dict()
-    shares = scorer.contributions(row)
-    assert {s.feature for s in shares} == set(schema.FEATURE_NAMES)
-    assert scorer.intercept + sum(s.log_odds for s in shares) == pytest.approx(scorer.log_odds(row), abs=1e-12)
-    assert [abs(s.log_odds) for s in shares] == sorted((abs(s.log_odds) for s in shares), reverse=True)
-    assert len(scorer.contributions(row, top=3)) == 3
+    _, shares = scorer.explain(row)
+    assert {feature for feature, _, _ in shares} == set(schema.FEATURE_NAMES)
+    assert scorer.intercept + sum(share for *_, share in shares) == pytest.approx(scorer.log_odds(row), abs=1e-12)
+    assert [abs(share) for *_, share in shares] == sorted((abs(share) for *_, share in shares), reverse=True)
+    assert len(scorer.explain(row, top=3)[1]) == 3
 
 
 def test_extreme_inputs_do_not_overflow(scorer):
@@ -73,4 +73,4 @@ def test_explain_agrees_with_log_odds_to_the_bit(scorer, dataset):
     for row in pipeline.features(dataset).head(50).to_dict("records"):
         log_odds, top = scorer.explain(row, 3)
         assert log_odds == scorer.log_odds(row)
-        assert [share[0] for share in top] == [c.feature for c in scorer.contributions(row, 3)]
+        assert top == scorer.explain(row)[1][:3]

@@ -6,7 +6,7 @@ import pytest
 
 from churnflow.core import schema
 from churnflow.monitoring.models import ColumnDrift, DriftResult, Rule
-from churnflow.monitoring.policy import Policy, decide, importance_shares, noise_floor
+from churnflow.monitoring.policy import DriftPolicy, assess_drift, importance_shares, noise_floor
 
 # Feature importances shaped like the baseline champion's (log-odds spread).
 IMPORTANCE = {name: 0.3 for name in schema.FEATURE_NAMES} | {
@@ -16,7 +16,7 @@ IMPORTANCE = {name: 0.3 for name in schema.FEATURE_NAMES} | {
     "Contract": 1.3,
     "gender": 0.02,
 }
-POLICY = Policy(drift_share=0.5, importance_share=0.25, prediction_threshold=0.2, noise_factor=4.0)
+POLICY = DriftPolicy(drift_share=0.5, importance_share=0.25, prediction_threshold=0.2, noise_factor=4.0)
 
 
 def result(scores, prediction=0.02, rows=5000, reference=5634):
@@ -53,7 +53,7 @@ def result(scores, prediction=0.02, rows=5000, reference=5634):
 
 
 def test_stable_window_fires_nothing_and_says_why():
-    decision = decide(result({}), IMPORTANCE, POLICY)
+    decision = assess_drift(result({}), IMPORTANCE, POLICY)
     assert not decision.drifted and decision.rules_fired == ()
     assert decision.reason.startswith("no rule fired: share: 0 of 19 features drifted")
     assert decision.importance_drift_share == 0.0 and decision.counted_columns == ()
@@ -61,13 +61,13 @@ def test_stable_window_fires_nothing_and_says_why():
 
 def test_evidently_share_rule_fires_on_half_the_columns():
     many = {name: 0.15 for name in schema.CATEGORICAL_NAMES[:10]}
-    decision = decide(result(many), IMPORTANCE, POLICY)
+    decision = assess_drift(result(many), IMPORTANCE, POLICY)
     assert Rule.SHARE in decision.rules_fired and decision.drifted
     assert "share: 10 of 19 features drifted (share 0.53" in decision.reason
 
 
 def test_shift_confined_to_the_charges_is_drift_by_importance():
-    decision = decide(result({"MonthlyCharges": 0.4, "TotalCharges": 0.2}), IMPORTANCE, POLICY)
+    decision = assess_drift(result({"MonthlyCharges": 0.4, "TotalCharges": 0.2}), IMPORTANCE, POLICY)
     shares = importance_shares(IMPORTANCE)
     assert decision.rules_fired == (Rule.IMPORTANCE,)
     assert decision.importance_drift_share == pytest.approx(shares["MonthlyCharges"] + shares["TotalCharges"])
@@ -76,19 +76,21 @@ def test_shift_confined_to_the_charges_is_drift_by_importance():
 
 
 def test_shift_in_a_feature_the_model_barely_uses_is_not_drift():
-    decision = decide(result({"gender": 0.45}), IMPORTANCE, POLICY)
+    decision = assess_drift(result({"gender": 0.45}), IMPORTANCE, POLICY)
     assert not decision.drifted and decision.counted_columns == ("gender",)
     assert decision.importance_drift_share < 0.01
 
 
 def test_prediction_drift_alone_fires():
-    decision = decide(result({}, prediction=0.35), IMPORTANCE, POLICY)
+    decision = assess_drift(result({}, prediction=0.35), IMPORTANCE, POLICY)
     assert decision.rules_fired == (Rule.PREDICTION,)
     assert decision.reason == "prediction: predicted churn probability drift 0.350 (rule ≥ 0.200)"
 
 
 def test_several_rules_are_all_named_in_order():
-    decision = decide(result({name: 0.3 for name in schema.FEATURE_NAMES[:12]}, prediction=0.5), IMPORTANCE, POLICY)
+    decision = assess_drift(
+        result({name: 0.3 for name in schema.FEATURE_NAMES[:12]}, prediction=0.5), IMPORTANCE, POLICY
+    )
     assert decision.rules_fired == (Rule.SHARE, Rule.IMPORTANCE, Rule.PREDICTION)
 
 
@@ -100,20 +102,20 @@ def test_noise_floor_shrinks_with_the_window():
 def test_small_window_noise_does_not_fire_the_model_aware_rules():
     # At 300 rows tenure and the charges exceed 0.1 in about one window in ten with no real shift.
     noisy = {"tenure": 0.18, "MonthlyCharges": 0.15}
-    small = decide(result(noisy, prediction=0.19, rows=300), IMPORTANCE, POLICY)
+    small = assess_drift(result(noisy, prediction=0.19, rows=300), IMPORTANCE, POLICY)
     assert not small.drifted and small.counted_columns == () and small.noise_floor > 0.2
-    large = decide(result(noisy, prediction=0.19, rows=20_000), IMPORTANCE, POLICY)
+    large = assess_drift(result(noisy, prediction=0.19, rows=20_000), IMPORTANCE, POLICY)
     assert large.rules_fired == (Rule.IMPORTANCE,)
 
 
 def test_prediction_bar_is_raised_to_the_noise_floor():
-    decision = decide(result({}, prediction=0.22, rows=300), IMPORTANCE, POLICY)
+    decision = assess_drift(result({}, prediction=0.22, rows=300), IMPORTANCE, POLICY)
     assert not decision.drifted and "rule ≥ 0.237" in decision.reason
 
 
 def test_thresholds_come_from_the_policy():
-    strict = Policy(drift_share=0.5, importance_share=0.9, prediction_threshold=0.6, noise_factor=4.0)
-    decision = decide(result({"MonthlyCharges": 0.4, "TotalCharges": 0.2}, prediction=0.35), IMPORTANCE, strict)
+    strict = DriftPolicy(drift_share=0.5, importance_share=0.9, prediction_threshold=0.6, noise_factor=4.0)
+    decision = assess_drift(result({"MonthlyCharges": 0.4, "TotalCharges": 0.2}, prediction=0.35), IMPORTANCE, strict)
     assert not decision.drifted
 
 
@@ -121,4 +123,4 @@ def test_policy_from_settings():
     from churnflow.settings import MonitorSettings
 
     settings = MonitorSettings(importance_share=0.3, prediction_threshold=0.25, noise_factor=3.0)
-    assert Policy.from_settings(settings) == Policy(0.5, 0.3, 0.25, 3.0)
+    assert DriftPolicy.from_settings(settings) == DriftPolicy(0.5, 0.3, 0.25, 3.0)

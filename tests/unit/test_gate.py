@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from churnflow.retraining.gate import decide
+from churnflow.retraining.gate import judge_challenger
 
 
 @pytest.mark.parametrize(
@@ -20,6 +20,6 @@ from churnflow.retraining.gate import decide
     ],
 )
 def test_gate(challenger, champion, promote, why):
-    decision = decide(challenger, champion, auc_floor=0.70, tolerance=0.01)
+    decision = judge_challenger(challenger, champion, auc_floor=0.70, tolerance=0.01)
     assert decision.promote is promote
     assert why in decision.reason

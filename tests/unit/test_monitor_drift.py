@@ -22,7 +22,7 @@ def scorer(training_result):
 def measured(dataset, training_result, scorer):
     reference = drift.with_prediction(training_result.train, scorer)
     current = drift.with_prediction(scenarios.window(dataset, "month_to_month_fibre", 1000, seed=0), scorer)
-    return drift.measure(reference, current, drift.DriftConfig())
+    return drift.score_columns(reference, current, drift.DriftConfig())
 
 
 def test_data_definition_comes_from_the_schema():
@@ -62,7 +62,7 @@ def test_check_report_gives_plain_evidentlys_scores_and_verdicts(dataset, traini
     reference = drift.with_prediction(training_result.train, scorer)
     current = drift.with_prediction(scenarios.window(dataset, scenario, 2000, seed=1), scorer)
     config = drift.DriftConfig()
-    result, snapshot = drift.measure(reference, current, config)
+    result, snapshot = drift.score_columns(reference, current, config)
     plain = drift.preset_report(reference, current, config).dict()
     assert result == drift.parse_snapshot(plain, 2000, 5634)  # every score, method, threshold and verdict
     (count,) = [m["value"] for m in plain["metrics"] if m["config"]["type"] == DriftedColumnsCount.__get_type__()]

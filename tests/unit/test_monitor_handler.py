@@ -8,7 +8,7 @@ import flask
 import pytest
 
 from churnflow.monitoring.errors import MonitorUnavailable
-from churnflow.monitoring.models import Status
+from churnflow.monitoring.models import CheckStatus
 from churnflow.monitoring.reports import IndexEntry, ReportIndex
 from churnflow.monitoring.views import index_page
 from churnflow.settings import REPO_ROOT
@@ -25,13 +25,13 @@ def main(monkeypatch):
     return module
 
 
-def entry(check_id, status=Status.DRIFT, report=True):
+def entry(check_id, status=CheckStatus.DRIFT, report=True):
     return IndexEntry(
         check_id=check_id,
         checked_at=T0,
         status=status,
         drift_share=0.21 if report else None,
-        rules_fired=("importance", "prediction") if status == Status.DRIFT else (),
+        rules_fired=("importance", "prediction") if status == CheckStatus.DRIFT else (),
         champion_version=2,
         window_start=T0,
         window_end=T0,

@@ -11,11 +11,12 @@ from fastapi.testclient import TestClient
 
 from churnflow.core import schema
 from churnflow.core.scorer import CompiledScorer
+from churnflow.registry import tags
 from churnflow.registry.read import AliasNotFound, ModelVersion, RegistryClient
 from churnflow.serving import create_app
 from churnflow.serving.contract import BatchRequest, Customer
 from churnflow.serving.dependencies import NO_CHAMPION
-from churnflow.serving.scoring import Policy
+from churnflow.serving.scoring import RiskPolicy
 from churnflow.settings import PredictSettings
 from churnflow.storage import request_log
 from churnflow.training import compiler, pipeline
@@ -33,8 +34,8 @@ class OneVersionRegistry(RegistryClient):
     def version_by_alias(self, name, alias):
         if self.artifact is None:
             raise AliasNotFound(f"{name}@{alias} is not set")
-        tags = {"metric.roc_auc": "0.842000", "churnflow.data_fingerprint": "abc123"}
-        return ModelVersion(name, 7, "run7", "", tags, (alias,), 1_700_000_000_000)
+        found = {f"{tags.METRIC_PREFIX}roc_auc": "0.842000", tags.DATA_FINGERPRINT: "abc123"}
+        return ModelVersion(name, 7, "run7", "", found, (alias,), 1_700_000_000_000)
 
     def scorer_artifact(self, version):
         return self.artifact
@@ -142,7 +143,7 @@ def test_risk_levels_follow_the_configured_thresholds(make_client, scorer, datas
 
 
 def test_batch_risk_levels_apply_the_single_row_rule_also_at_the_thresholds():
-    policy = Policy(threshold=0.5, risk_medium=0.3, risk_high=0.6, top_contributions=5)
+    policy = RiskPolicy(threshold=0.5, risk_medium=0.3, risk_high=0.6, top_contributions=5)
     probabilities = np.array([0.0, 0.2999999, 0.3, 0.45, 0.5999999, 0.6, 0.99, 1.0])
     assert policy.risks(probabilities) == [policy.risk(p) for p in probabilities.tolist()]
     assert policy.risks(probabilities) == ["LOW", "LOW", "MEDIUM", "MEDIUM", "MEDIUM", "HIGH", "HIGH", "HIGH"]

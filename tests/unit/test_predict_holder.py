@@ -6,6 +6,7 @@ import time
 import pytest
 
 from churnflow.core import schema, scorer
+from churnflow.registry import tags
 from churnflow.registry.read import AliasNotFound, ModelVersion, RegistryClient, RegistryError
 from churnflow.serving.holder import ModelHolder
 from churnflow.training import compiler
@@ -26,8 +27,8 @@ class FakeRegistry(RegistryClient):
             raise RegistryError("connection refused")
         if self.champion is None:
             raise AliasNotFound(f"{name}@{alias} is not set")
-        tags = {"metric.roc_auc": "0.840000", "churnflow.data_fingerprint": f"fp{self.champion}"}
-        return ModelVersion(name, self.champion, f"run{self.champion}", "", tags, (alias,), 1_700_000_000_000)
+        found = {f"{tags.METRIC_PREFIX}roc_auc": "0.840000", tags.DATA_FINGERPRINT: f"fp{self.champion}"}
+        return ModelVersion(name, self.champion, f"run{self.champion}", "", found, (alias,), 1_700_000_000_000)
 
     def scorer_artifact(self, version):
         self.downloads += 1

@@ -1,4 +1,8 @@
-"""The serving path stays lean: importing the predict entry point loads no training or monitoring stack."""
+"""The serving path stays lean: importing the predict entry point loads no training or monitoring stack.
+
+This is the runtime check; test_architecture checks the same on the source (lazy imports included),
+with the rules of which layer may import which.
+"""
 
 import json
 import subprocess

@@ -16,8 +16,8 @@ def pubsub_publisher(project: str, topic: str, timeout_s: float) -> Publisher:
     """
 
     def publish(message: RetrainRequested) -> str:
+        import google.cloud.pubsub_v1 as pubsub_v1
         from google.api_core.retry import Retry
-        from google.cloud import pubsub_v1
 
         client = pubsub_v1.PublisherClient()
         try:

@@ -76,14 +76,11 @@ CATEGORICAL: tuple[CategoricalFeature, ...] = tuple(f for f in FEATURES if isins
 NUMERIC: tuple[NumericFeature, ...] = tuple(f for f in FEATURES if isinstance(f, NumericFeature))
 CATEGORICAL_NAMES: tuple[str, ...] = tuple(f.name for f in CATEGORICAL)
 NUMERIC_NAMES: tuple[str, ...] = tuple(f.name for f in NUMERIC)
-FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 
 
 def _field_type(feature: Feature) -> object:
     if isinstance(feature, CategoricalFeature):
-        return Annotated[
-            Literal[feature.categories], Field(description=feature.description)  # type: ignore[valid-type]
-        ]
+        return Annotated[Literal[feature.categories], Field(description=feature.description)]
     return Annotated[feature.dtype, Field(ge=feature.minimum, le=feature.maximum, description=feature.description)]
 
 
@@ -120,7 +117,7 @@ def customer_model() -> type[BaseModel]:
     fields = {f.name: (_field_type(f), ...) for f in FEATURES}
     return create_model(  # type: ignore[call-overload, no-any-return]
         "Customer",
-        __config__=ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [EXAMPLE_CUSTOMER]}),
+        __config__=ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [{**EXAMPLE_CUSTOMER}]}),
         __doc__="One customer's 19 features, as in the IBM Telco churn data.",
         **fields,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -26,15 +25,6 @@ _MAGNITUDE = itemgetter(0)
 
 class InvalidScorerArtifact(ValueError):
     """A compiled scorer artifact that is malformed or does not match the feature schema."""
-
-
-@dataclass(frozen=True, slots=True)
-class Contribution:
-    """One feature's additive share of the log-odds of a prediction."""
-
-    feature: str
-    value: Any
-    log_odds: float
 
 
 class CompiledScorer:
@@ -84,12 +74,11 @@ class CompiledScorer:
         """Probabilities of churn for many customers."""
         return [sigmoid(self.log_odds(row)) for row in rows]
 
-    def contributions(self, row: Mapping[str, Any], top: int | None = None) -> list[Contribution]:
-        """Each feature's exact share of the log-odds (relative to the intercept), largest |share| first."""
-        return [Contribution(*share) for share in self.explain(row, top)[1]]
-
     def explain(self, row: Mapping[str, Any], top: int | None = None) -> tuple[float, list[tuple[str, Any, float]]]:
         """The log-odds and the `top` largest (feature, value, share) triples of one row, in one pass.
+
+        Each share is the feature's exact part of the log-odds relative to the intercept (the
+        responses' `contributions`), largest |share| first.
 
         The serving hot path uses this: it sums in the same order as `log_odds`, so both agree to the
         bit, and it reuses prebuilt entries for categorical values and sorts with a C-level key.
@@ -133,7 +122,8 @@ class CompiledScorer:
 
         z = self.batch_log_odds(columns)
         e = np.exp(-np.abs(z))
-        return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        probabilities: np.ndarray = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        return probabilities
 
     def feature_importance(self) -> dict[str, float]:
         """How far each feature can move the log-odds over its usual range.

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import google.cloud.pubsub_v1 as pubsub_v1
 import grpc
 from google.api_core.exceptions import AlreadyExists
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import pubsub_v1, storage
+from google.cloud import storage
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 

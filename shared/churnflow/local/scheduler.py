@@ -60,7 +60,7 @@ def run(target: str, every_s: float, port: int, host: str = "127.0.0.1", timeout
     """Serve the status page and call `target` every `every_s` seconds, forever."""
     history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
 
-    class Status(BaseHTTPRequestHandler):
+    class StatusPage(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             body = json.dumps({"target": target, "every_s": every_s, "calls": list(history)}).encode()
             self.send_response(200)
@@ -72,7 +72,7 @@ def run(target: str, every_s: float, port: int, host: str = "127.0.0.1", timeout
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: no line per poll
             return
 
-    server = ThreadingHTTPServer((host, port), Status)
+    server = ThreadingHTTPServer((host, port), StatusPage)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     log.info("scheduler: POST %s every %ss; status on http://%s:%d/", target, every_s, host, port)
     next_at = time.monotonic() + every_s

@@ -9,8 +9,8 @@ import pandas as pd
 
 from churnflow.core import schema
 from churnflow.core.scorer import CompiledScorer
+from churnflow.registry import tags
 from churnflow.registry.read import RegistryClient, RegistryError
-from churnflow.registry.write import TAG_FINGERPRINT, TAG_REFERENCE_URI
 from churnflow.settings import MonitorSettings
 from churnflow.storage import gcs
 from churnflow.training import data
@@ -34,10 +34,12 @@ def load_champion(settings: MonitorSettings) -> Champion:
     """Resolve the champion alias and fetch its compiled scorer (stdlib REST, no MLflow import)."""
     client = RegistryClient(settings.mlflow_tracking_uri, settings.registry_timeout_s)
     version = client.version_by_alias(settings.model_name, settings.champion_alias)
-    fingerprint = version.tags.get(TAG_FINGERPRINT)
-    reference_uri = version.tags.get(TAG_REFERENCE_URI)
+    fingerprint = version.tags.get(tags.DATA_FINGERPRINT)
+    reference_uri = version.tags.get(tags.REFERENCE_URI)
     if not fingerprint or not reference_uri:
-        raise RegistryError(f"{version.name} v{version.version} has no {TAG_FINGERPRINT}/{TAG_REFERENCE_URI} tags")
+        raise RegistryError(
+            f"{version.name} v{version.version} has no {tags.DATA_FINGERPRINT}/{tags.REFERENCE_URI} tags"
+        )
     return Champion(version.version, CompiledScorer(client.scorer_artifact(version)), fingerprint, reference_uri)
 
 

@@ -23,7 +23,7 @@ from churnflow.monitoring import drift, policy, tracking
 from churnflow.monitoring.champion import Champion, load_champion, load_reference
 from churnflow.monitoring.errors import MonitorUnavailable
 from churnflow.monitoring.logstore import read_window
-from churnflow.monitoring.models import CheckSummary, Status, WindowStats
+from churnflow.monitoring.models import CheckStatus, CheckSummary, WindowStats
 from churnflow.monitoring.performance import labelled_performance
 from churnflow.monitoring.reports import ReportStore
 from churnflow.monitoring.window import WindowSample, choose_window, error_bound
@@ -102,7 +102,7 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
         summary = CheckSummary(
             check_id=check_id,
             checked_at=now,
-            status=Status.INSUFFICIENT_DATA,
+            status=CheckStatus.INSUFFICIENT_DATA,
             model_name=settings.model_name,
             champion_version=champion.version,
             data_fingerprint=champion.fingerprint,
@@ -152,11 +152,13 @@ def _assess(
 ) -> CheckSummary:
     """Evidently on the sample vs the champion's reference, the policy's decision, the stored HTML report."""
     current = drift.with_prediction(sample.frame, champion.scorer)
-    result, snapshot = drift.measure(reference, current, drift.DriftConfig.from_settings(settings))
-    decision = policy.decide(result, champion.scorer.feature_importance(), policy.Policy.from_settings(settings))
+    result, snapshot = drift.score_columns(reference, current, drift.DriftConfig.from_settings(settings))
+    decision = policy.assess_drift(
+        result, champion.scorer.feature_importance(), policy.DriftPolicy.from_settings(settings)
+    )
     return summary.model_copy(
         update={
-            "status": Status.DRIFT if decision.drifted else Status.NO_DRIFT,
+            "status": CheckStatus.DRIFT if decision.drifted else CheckStatus.NO_DRIFT,
             "drift": result,
             "decision": decision,
             "report_uri": reports.write_report(summary.check_id, snapshot.get_html_str(as_iframe=False)),
@@ -167,7 +169,7 @@ def _assess(
 
 def retrain_request(summary: CheckSummary) -> RetrainRequested | None:
     """The retrain request of a check that found drift (None for any other outcome)."""
-    if summary.status is not Status.DRIFT or not (summary.drift and summary.decision and summary.report_uri):
+    if summary.status is not CheckStatus.DRIFT or not (summary.drift and summary.decision and summary.report_uri):
         return None
     return RetrainRequested(
         model_name=summary.model_name,

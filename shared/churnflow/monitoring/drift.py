@@ -46,9 +46,8 @@ from churnflow.monitoring.models import ColumnDrift, DriftResult
 from churnflow.settings import MonitorSettings
 from churnflow.storage import request_log
 
-PREDICTION = request_log.PROBABILITY
-COLUMNS: tuple[str, ...] = (*schema.FEATURE_NAMES, PREDICTION)
-_NUMERIC: frozenset[str] = frozenset((*schema.NUMERIC_NAMES, PREDICTION))
+COLUMNS: tuple[str, ...] = (*schema.FEATURE_NAMES, request_log.PROBABILITY)
+_NUMERIC: frozenset[str] = frozenset((*schema.NUMERIC_NAMES, request_log.PROBABILITY))
 # Evidently counts pandas categoricals several times faster than strings, with the same results.
 _CATEGORIES = {
     f.name: pd.CategoricalDtype(list(f.categories)) for f in schema.FEATURES if isinstance(f, schema.CategoricalFeature)
@@ -194,7 +193,8 @@ class DriftTable(MetricContainer):
 def data_definition() -> DataDefinition:
     """Evidently's column mapping, derived from the shared schema, plus the predicted probability."""
     return DataDefinition(
-        numerical_columns=[*schema.NUMERIC_NAMES, PREDICTION], categorical_columns=list(schema.CATEGORICAL_NAMES)
+        numerical_columns=[*schema.NUMERIC_NAMES, request_log.PROBABILITY],
+        categorical_columns=list(schema.CATEGORICAL_NAMES),
     )
 
 
@@ -202,7 +202,7 @@ def with_prediction(rows: pd.DataFrame, scorer: CompiledScorer) -> pd.DataFrame:
     """The 19 features of `rows` plus the champion's churn probability for each row."""
     features = rows[list(schema.FEATURE_NAMES)]
     columns = {name: features[name].tolist() for name in schema.FEATURE_NAMES}
-    return features.assign(**{PREDICTION: scorer.batch_probabilities(columns)})
+    return features.assign(**{request_log.PROBABILITY: scorer.batch_probabilities(columns)})
 
 
 def run_report(reference: pd.DataFrame, current: pd.DataFrame, config: DriftConfig) -> Snapshot:
@@ -235,7 +235,7 @@ def preset_report(reference: pd.DataFrame, current: pd.DataFrame, config: DriftC
                 num_threshold=config.num_threshold,
                 cat_threshold=config.cat_threshold,
             ),
-            ValueDrift(column=PREDICTION, method=config.num_method, threshold=config.num_threshold),
+            ValueDrift(column=request_log.PROBABILITY, method=config.num_method, threshold=config.num_threshold),
         ],
         include_tests=True,
     )
@@ -250,7 +250,7 @@ _DRIFT_METRICS = frozenset({ValueDriftScore.__get_type__(), ValueDrift.__get_typ
 
 
 def _kind(column: str) -> str:
-    if column == PREDICTION:
+    if column == request_log.PROBABILITY:
         return "prediction"
     return "numeric" if column in schema.NUMERIC_NAMES else "categorical"
 
@@ -270,7 +270,7 @@ def parse_snapshot(snapshot: Mapping[str, Any], current_rows: int, reference_row
             column = config["column"]
             by_column[column] = ColumnDrift(
                 column=column,
-                kind=_kind(column),  # type: ignore[arg-type]
+                kind=_kind(column),
                 method=config["method"],
                 score=float(metric["value"]),
                 threshold=float(config["threshold"]),
@@ -289,7 +289,7 @@ def parse_snapshot(snapshot: Mapping[str, Any], current_rows: int, reference_row
     )
 
 
-def measure(reference: pd.DataFrame, current: pd.DataFrame, config: DriftConfig) -> tuple[DriftResult, Snapshot]:
+def score_columns(reference: pd.DataFrame, current: pd.DataFrame, config: DriftConfig) -> tuple[DriftResult, Snapshot]:
     """Run the check's report on frames that carry the features and the prediction; the result and the snapshot."""
     snapshot = run_report(reference, current, config)
     return parse_snapshot(snapshot.dict(), len(current), len(reference)), snapshot

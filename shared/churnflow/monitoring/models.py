@@ -57,7 +57,7 @@ class Rule(StrEnum):
     PREDICTION = "prediction"
 
 
-class Decision(_Frozen):
+class DriftDecision(_Frozen):
     """What the policy concluded and why: the rules that fired and the numbers they compared."""
 
     drifted: bool
@@ -69,7 +69,7 @@ class Decision(_Frozen):
     counted_columns: tuple[str, ...] = Field(description="Features that count as drifted for the model-aware rules.")
 
 
-class Status(StrEnum):
+class CheckStatus(StrEnum):
     """The outcome of a check."""
 
     DRIFT = "drift"
@@ -104,12 +104,12 @@ class CheckSummary(_Frozen):
 
     check_id: str
     checked_at: datetime
-    status: Status
+    status: CheckStatus
     model_name: str
     champion_version: int
     data_fingerprint: str
     window: WindowStats
-    decision: Decision | None = None
+    decision: DriftDecision | None = None
     drift: DriftResult | None = None
     report_uri: str | None = None
     summary_uri: str

@@ -20,12 +20,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from churnflow.monitoring.models import Decision, DriftResult, Rule
+from churnflow.monitoring.models import DriftDecision, DriftResult, Rule
 from churnflow.settings import MonitorSettings
 
 
 @dataclass(frozen=True)
-class Policy:
+class DriftPolicy:
     """The policy's thresholds (see the module docstring)."""
 
     drift_share: float = 0.5
@@ -34,8 +34,8 @@ class Policy:
     noise_factor: float = 4.0
 
     @classmethod
-    def from_settings(cls, settings: MonitorSettings) -> Policy:
-        """The policy of the monitor's settings."""
+    def from_settings(cls, settings: MonitorSettings) -> DriftPolicy:
+        """The drift policy of the monitor's settings."""
         return cls(
             settings.drift_share, settings.importance_share, settings.prediction_threshold, settings.noise_factor
         )
@@ -52,7 +52,7 @@ def importance_shares(importance: Mapping[str, float]) -> dict[str, float]:
     return {name: value / total for name, value in importance.items()} if total > 0 else {}
 
 
-def decide(result: DriftResult, importance: Mapping[str, float], policy: Policy) -> Decision:
+def assess_drift(result: DriftResult, importance: Mapping[str, float], policy: DriftPolicy) -> DriftDecision:
     """Apply the three rules to a drift result; `importance` is CompiledScorer.feature_importance()."""
     floor = noise_floor(result.current_rows, result.reference_rows, policy.noise_factor)
     shares = importance_shares(importance)
@@ -81,7 +81,7 @@ def decide(result: DriftResult, importance: Mapping[str, float], policy: Policy)
         reason = "; ".join(f"{rule}: {checks[rule][1]}" for rule in fired)
     else:
         reason = "no rule fired: " + "; ".join(f"{rule}: {text}" for rule, (_, text) in checks.items())
-    return Decision(
+    return DriftDecision(
         drifted=bool(fired),
         rules_fired=fired,
         reason=reason,

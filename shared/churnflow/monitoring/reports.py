@@ -15,7 +15,7 @@ from datetime import datetime
 from google.api_core.exceptions import NotFound
 from pydantic import BaseModel, ConfigDict
 
-from churnflow.monitoring.models import CheckSummary, Status
+from churnflow.monitoring.models import CheckStatus, CheckSummary
 from churnflow.storage import gcs, layout
 
 
@@ -26,7 +26,7 @@ class IndexEntry(BaseModel):
 
     check_id: str
     checked_at: datetime
-    status: Status
+    status: CheckStatus
     drift_share: float | None
     rules_fired: tuple[str, ...]
     champion_version: int
@@ -61,7 +61,7 @@ class ReportIndex(BaseModel):
 
     def last_decided_end(self) -> datetime | None:
         """Where the window of the latest check that reached a decision ended."""
-        return next((e.window_end for e in self.entries if e.status != Status.INSUFFICIENT_DATA), None)
+        return next((e.window_end for e in self.entries if e.status != CheckStatus.INSUFFICIENT_DATA), None)
 
 
 class ReportStore:

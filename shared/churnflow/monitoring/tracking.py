@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from churnflow.monitoring.models import CheckSummary
+from churnflow.registry import tags
 from churnflow.settings import MonitorSettings
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,12 @@ def log_check(settings: MonitorSettings, summary: CheckSummary) -> str | None:
                 Param("window_end", summary.window.end.isoformat()),
             ],
             tags=[
-                RunTag("churnflow.check_id", summary.check_id),
-                RunTag("churnflow.status", str(summary.status)),
-                RunTag("churnflow.rules_fired", ",".join(summary.decision.rules_fired) if summary.decision else ""),
-                RunTag("churnflow.model", f"{summary.model_name}/{summary.champion_version}"),
-                RunTag("churnflow.report_uri", summary.report_uri or ""),
-                RunTag("churnflow.trigger", summary.trigger.action),
+                RunTag(tags.CHECK_ID, summary.check_id),
+                RunTag(tags.CHECK_STATUS, str(summary.status)),
+                RunTag(tags.RULES_FIRED, ",".join(summary.decision.rules_fired) if summary.decision else ""),
+                RunTag(tags.CHECKED_MODEL, f"{summary.model_name}/{summary.champion_version}"),
+                RunTag(tags.REPORT_URI, summary.report_uri or ""),
+                RunTag(tags.TRIGGER_ACTION, summary.trigger.action),
             ],
         )
         client.set_terminated(run.info.run_id)

@@ -87,7 +87,7 @@ def error_bound(rows: int, confidence: float) -> float:
 
 def _feature_type(feature: schema.Feature) -> Any:
     if isinstance(feature, schema.CategoricalFeature):
-        return Literal[feature.categories]  # type: ignore[valid-type]
+        return Literal[feature.categories]
     return Annotated[feature.dtype, msgspec.Meta(ge=feature.minimum, le=feature.maximum)]
 
 

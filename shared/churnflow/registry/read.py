@@ -13,7 +13,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-SCORER_TAG = "churnflow.scorer_artifact"
+from churnflow.registry import tags
+
 PROXY_SCHEME = "mlflow-artifacts:/"
 
 
@@ -91,9 +92,9 @@ class RegistryClient:
 
     def scorer_artifact(self, version: ModelVersion) -> dict[str, Any]:
         """The compiled scorer logged with a model version, parsed from JSON."""
-        path = version.tags.get(SCORER_TAG)
+        path = version.tags.get(tags.SCORER_ARTIFACT)
         if not path:
-            raise RegistryError(f"{version.name} v{version.version} has no {SCORER_TAG} tag")
+            raise RegistryError(f"{version.name} v{version.version} has no {tags.SCORER_ARTIFACT} tag")
         raw = self.run_artifact(version.run_id, path)
         try:
             return json.loads(raw)  # type: ignore[no-any-return]

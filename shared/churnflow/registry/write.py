@@ -1,6 +1,6 @@
 """MLflow adapter for the training side: log a training run, register the model, move aliases.
 
-The serving side never imports this module (it uses `registry_client`, which needs only the stdlib).
+The serving side never imports this module (it uses `registry.read`, which needs only the stdlib).
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from churnflow.registry.read import SCORER_TAG
+from churnflow.registry import tags as tag_names
 from churnflow.settings import REPO_ROOT, CommonSettings
 
 log = logging.getLogger(__name__)
 
 SCORER_ARTIFACT = "compiled/scorer.json"
 MODEL_ARTIFACT_NAME = "model"
-TAG_FINGERPRINT = "churnflow.data_fingerprint"
-TAG_CODE_VERSION = "churnflow.code_version"
-TAG_REFERENCE_URI = "churnflow.reference_uri"
 
 
 class RegistryUnavailable(RuntimeError):
@@ -133,12 +130,14 @@ def log_and_register(
             registered_model_name=settings.model_name,
         )
     version = int(info.registered_model_version)
-    version_tags = {key: value for key, value in tags.items() if key.startswith("churnflow.")}
-    version_tags[SCORER_TAG] = SCORER_ARTIFACT
+    version_tags = {key: value for key, value in tags.items() if key.startswith(tag_names.PREFIX)}
+    version_tags[tag_names.SCORER_ARTIFACT] = SCORER_ARTIFACT
     for key, value in version_tags.items():
         client.set_model_version_tag(settings.model_name, str(version), key, value)
-    for name, value in metrics.items():
-        client.set_model_version_tag(settings.model_name, str(version), f"metric.{name}", f"{value:.6f}")
+    for name, metric in metrics.items():
+        client.set_model_version_tag(
+            settings.model_name, str(version), f"{tag_names.METRIC_PREFIX}{name}", f"{metric:.6f}"
+        )
     aliases: tuple[str, ...] = ()
     if champion_version(settings) is None:
         client.set_registered_model_alias(settings.model_name, settings.champion_alias, str(version))

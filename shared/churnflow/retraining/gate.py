@@ -16,7 +16,9 @@ class GateDecision:
     champion_auc: float | None
 
 
-def decide(challenger_auc: float, champion_auc: float | None, auc_floor: float, tolerance: float) -> GateDecision:
+def judge_challenger(
+    challenger_auc: float, champion_auc: float | None, auc_floor: float, tolerance: float
+) -> GateDecision:
     """Promote when the challenger's AUC clears the absolute floor and is no worse than the
     champion's on the same evaluation set, less a small tolerance. Without a champion, the floor alone decides.
     """

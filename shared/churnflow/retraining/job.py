@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from churnflow.core.messages import MESSAGE_ID_ENV, REQUEST_ENV, RetrainRequested
 from churnflow.core.scorer import CompiledScorer
+from churnflow.registry import tags as tag_names
 from churnflow.registry import write as registry_write
 from churnflow.registry.read import AliasNotFound, RegistryClient
 from churnflow.retraining import evaluation, gate, request_state
@@ -67,19 +68,19 @@ class RetrainOutcome(BaseModel):
 
 def _lineage_tags(request: RetrainRequested | None, message_id: str, parts: evaluation.RetrainData) -> dict[str, str]:
     tags = {
-        "churnflow.trigger_message_id": message_id,
-        "churnflow.recent_train_rows": str(len(parts.recent_train)),
-        "churnflow.recent_holdout_rows": str(len(parts.recent_holdout)),
-        "churnflow.evaluation_fingerprint": data.fingerprint(parts.evaluation),
+        tag_names.TRIGGER_MESSAGE_ID: message_id,
+        tag_names.RECENT_TRAIN_ROWS: str(len(parts.recent_train)),
+        tag_names.RECENT_HOLDOUT_ROWS: str(len(parts.recent_holdout)),
+        tag_names.EVALUATION_FINGERPRINT: data.fingerprint(parts.evaluation),
     }
     if request is not None:
-        tags["churnflow.drift_report_uri"] = request.report_uri
-        tags["churnflow.trigger_reason"] = request.reason[:250]
+        tags[tag_names.DRIFT_REPORT_URI] = request.report_uri
+        tags[tag_names.TRIGGER_REASON] = request.reason[:250]
     return tags
 
 
 def _metric_tags(prefix: str, metrics: dict[str, float]) -> dict[str, str]:
-    return {f"{prefix}.{name}": f"{value:.6f}" for name, value in metrics.items()}
+    return {f"{prefix}{name}": f"{value:.6f}" for name, value in metrics.items()}
 
 
 def retrain(settings: RetrainSettings, request: RetrainRequested | None, message_id: str) -> RetrainOutcome:
@@ -109,7 +110,7 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
         champion_scorer = CompiledScorer(client.scorer_artifact(champion))
         champion_metrics = evaluation.scorer_metrics(champion_scorer, parts.evaluation)
         champion_recent = evaluation.scorer_metrics(champion_scorer, parts.recent_holdout)
-    decision = gate.decide(
+    decision = gate.judge_challenger(
         challenger_metrics["roc_auc"],
         champion_metrics["roc_auc"] if champion_metrics else None,
         settings.auc_floor,
@@ -117,13 +118,13 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
     )
     tags = {
         **_lineage_tags(request, message_id, parts),
-        **_metric_tags("churnflow.challenger_eval", challenger_metrics),
-        **_metric_tags("churnflow.challenger_recent", challenger_recent),
-        **(_metric_tags("churnflow.champion_eval", champion_metrics) if champion_metrics else {}),
-        **(_metric_tags("churnflow.champion_recent", champion_recent) if champion_recent else {}),
-        "churnflow.champion_version": str(champion.version) if champion else "none",
-        "churnflow.gate_decision": "promote" if decision.promote else "reject",
-        "churnflow.gate_reason": decision.reason,
+        **_metric_tags(tag_names.CHALLENGER_EVAL_PREFIX, challenger_metrics),
+        **_metric_tags(tag_names.CHALLENGER_RECENT_PREFIX, challenger_recent),
+        **(_metric_tags(tag_names.CHAMPION_EVAL_PREFIX, champion_metrics) if champion_metrics else {}),
+        **(_metric_tags(tag_names.CHAMPION_RECENT_PREFIX, champion_recent) if champion_recent else {}),
+        tag_names.CHAMPION_VERSION: str(champion.version) if champion else "none",
+        tag_names.GATE_DECISION: "promote" if decision.promote else "reject",
+        tag_names.GATE_REASON: decision.reason,
     }
     registered = register.register(
         settings,

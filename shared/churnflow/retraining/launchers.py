@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from google.api_core.exceptions import GoogleAPIError
 from google.auth.exceptions import GoogleAuthError
@@ -85,7 +85,7 @@ class SubprocessLauncher:
 
     def launch(self, env: Mapping[str, str]) -> str:
         """Start the job detached (its own session); returns its PID."""
-        output = subprocess.DEVNULL
+        output: int | IO[bytes] = subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             output = (self.log_dir / "retrain-job.log").open("ab")
@@ -96,7 +96,7 @@ class SubprocessLauncher:
         except OSError as error:
             raise LaunchError(f"could not start {self.argv[0]}: {error}") from error
         finally:
-            if output is not subprocess.DEVNULL:
+            if not isinstance(output, int):
                 output.close()
         threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
         log.info("retrain job started as pid %s", process.pid)

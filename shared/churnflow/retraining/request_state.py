@@ -18,14 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from churnflow.core.messages import RetrainRequested
 from churnflow.settings import MonitorSettings
 
-STATE_FORMAT = "churnflow.retrain-state/v1"
+STATE_FORMAT: Final = "churnflow.retrain-state/v1"
 
 
 class RetrainStatus(StrEnum):

@@ -1,7 +1,7 @@
 """The predict service: a FastAPI app that serves the registry's champion through the compiled scorer.
 
 It imports neither sklearn, pandas nor MLflow: the model comes from the registry's REST API
-(`registry_client`) as a compiled scorer artifact, and request logs go to GCS in batches.
+(`registry.read`) as a compiled scorer artifact, and request logs go to GCS in batches.
 """
 
 from churnflow.serving.app import create_app

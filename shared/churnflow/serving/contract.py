@@ -25,7 +25,7 @@ BatchRequest: type[BaseModel] = create_model(
     "BatchRequest",
     __config__=ConfigDict(extra="forbid"),
     __doc__="Customers to score in one call (at most the service's max_batch, else 413).",
-    customers=(Annotated[list[Customer], Field(min_length=1)], ...),  # type: ignore[valid-type]
+    customers=(Annotated[list[Customer], Field(min_length=1)], ...),  # type: ignore[valid-type, arg-type]
 )
 
 
@@ -77,7 +77,7 @@ class ModelInfo(BaseModel):
     loaded_at: datetime
 
 
-class Status(BaseModel):
+class ProbeStatus(BaseModel):
     """A probe's answer."""
 
     status: str
@@ -118,5 +118,5 @@ def batch_item_struct() -> type[msgspec.Struct]:
 @cache
 def batch_struct() -> type[msgspec.Struct]:
     """The msgspec Struct of a batch request (`{"customers": [...]}`, at least one)."""
-    customers = Annotated[list[customer_struct()], msgspec.Meta(min_length=1)]  # type: ignore[misc]
+    customers = Annotated[list[customer_struct()], msgspec.Meta(min_length=1)]  # type: ignore[misc, valid-type]
     return msgspec.defstruct("BatchRequest", [("customers", customers)], forbid_unknown_fields=True)

@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 
 from churnflow.core import schema
 from churnflow.core.scorer import CompiledScorer, InvalidScorerArtifact
+from churnflow.registry import tags
 from churnflow.registry.read import AliasNotFound, ModelVersion, RegistryClient, RegistryError
-from churnflow.registry.write import TAG_FINGERPRINT
 
 log = logging.getLogger(__name__)
-
-METRIC_TAG_PREFIX = "metric."
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +39,15 @@ class LoadedModel:
     @property
     def data_fingerprint(self) -> str | None:
         """The fingerprint of the data the version was trained on."""
-        return self.version.tags.get(TAG_FINGERPRINT)
+        return self.version.tags.get(tags.DATA_FINGERPRINT)
 
     def metrics(self) -> dict[str, float]:
         """The evaluation metrics the training run tagged on the version (`metric.<name>`)."""
         found: dict[str, float] = {}
         for key, value in self.version.tags.items():
-            if key.startswith(METRIC_TAG_PREFIX):
+            if key.startswith(tags.METRIC_PREFIX):
                 try:
-                    found[key[len(METRIC_TAG_PREFIX) :]] = float(value)
+                    found[key[len(tags.METRIC_PREFIX) :]] = float(value)
                 except ValueError:
                     log.warning("ignoring non-numeric metric tag %s=%r", key, value)
         return found

@@ -4,7 +4,7 @@ The serving path appends one tuple per scored row to a short queue (the customer
 msgspec Struct). Every `ENCODE_ROWS` rows, right after the request that filled it, the queue becomes
 JSON lines (`request_log.Record`s encoded in one C-level pass). By size and by age a task on the
 event loop hands the lines to a worker thread that compresses them (ISA-L gzip, which releases the
-GIL) and uploads them under `layout.request_log_object` (`gcs_upload.MediaUploader`: one plain HTTP
+GIL) and uploads them under `layout.request_log_object` (`upload.MediaUploader`: one plain HTTP
 request, no storage client). Keeping the queue short matters: thousands of waiting rows push the
 serving code out of the CPU caches and cost ~10 % of the throughput; encoded lines do not. When an
 upload fails the object is written to the spool directory under its final object name and uploaded

@@ -19,8 +19,8 @@ from churnflow.serving.contract import (
     Customer,
     ModelInfo,
     Prediction,
+    ProbeStatus,
     Problem,
-    Status,
     as_struct,
 )
 from churnflow.serving.dependencies import NO_CHAMPION, ModelDep, ServicesDep
@@ -39,13 +39,13 @@ predictions = APIRouter(
 )
 
 
-@probes.get("/health", response_model=Status)
+@probes.get("/health", response_model=ProbeStatus)
 async def health() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
-@probes.get("/ready", response_model=Status, responses={503: {"model": Problem}})
+@probes.get("/ready", response_model=ProbeStatus, responses={503: {"model": Problem}})
 async def ready(services: ServicesDep) -> Any:
     """Readiness: 200 once a champion model is loaded, 503 before."""
     if services.holder.current is None:
@@ -84,7 +84,7 @@ async def predict(customer: Customer, model: ModelDep, services: ServicesDep) ->
 
 
 @predictions.post("/predict/batch", response_model=BatchPrediction)
-async def predict_batch(batch: BatchRequest, model: ModelDep, services: ServicesDep) -> Response:  # type: ignore[valid-type]
+async def predict_batch(batch: BatchRequest, model: ModelDep, services: ServicesDep) -> Response:
     """Score many customers in one vectorised call (at most `max_batch`, else 413)."""
     started = time.perf_counter()
     customers = batch.customers  # type: ignore[attr-defined]

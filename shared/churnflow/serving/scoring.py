@@ -28,7 +28,7 @@ RISK_LEVELS: tuple[RiskLevel, ...] = ("LOW", "MEDIUM", "HIGH")
 
 
 @dataclass(frozen=True, slots=True)
-class Policy:
+class RiskPolicy:
     """How a probability becomes a prediction and a risk level, and how much explanation to return."""
 
     threshold: float
@@ -37,7 +37,7 @@ class Policy:
     top_contributions: int
 
     @classmethod
-    def from_settings(cls, settings: PredictSettings) -> Policy:
+    def from_settings(cls, settings: PredictSettings) -> RiskPolicy:
         """The policy configured for the service."""
         return cls(settings.decision_threshold, settings.risk_medium, settings.risk_high, settings.top_contributions)
 
@@ -58,7 +58,7 @@ def new_request_id() -> str:
     return f"{getrandbits(128):032x}"
 
 
-def predict_one(model: LoadedModel, row: Mapping[str, Any], request_id: str, policy: Policy) -> dict[str, Any]:
+def predict_one(model: LoadedModel, row: Mapping[str, Any], request_id: str, policy: RiskPolicy) -> dict[str, Any]:
     """The /predict payload for one validated customer."""
     log_odds, shares = model.scorer.explain(row, policy.top_contributions)
     probability = sigmoid(log_odds)
@@ -88,7 +88,7 @@ def columns_of(customers: Sequence[msgspec.Struct]) -> dict[str, tuple[Any, ...]
 
 
 def predict_batch(
-    model: LoadedModel, customers: Sequence[msgspec.Struct], request_id: str, policy: Policy
+    model: LoadedModel, customers: Sequence[msgspec.Struct], request_id: str, policy: RiskPolicy
 ) -> tuple[dict[str, Any], list[float], list[bool]]:
     """The /predict/batch payload (items are `batch_item_struct`s), plus probabilities and predictions for the log."""
     probabilities = model.scorer.batch_probabilities(columns_of(customers))

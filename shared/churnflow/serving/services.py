@@ -20,7 +20,7 @@ from churnflow.registry.read import RegistryClient
 from churnflow.serving import scoring
 from churnflow.serving.holder import LoadedModel, ModelHolder
 from churnflow.serving.request_logger import RequestLogger, Uploader
-from churnflow.serving.scoring import Policy
+from churnflow.serving.scoring import RiskPolicy
 from churnflow.settings import PredictSettings
 from churnflow.storage import request_log
 from churnflow.storage.upload import MediaUploader
@@ -40,7 +40,7 @@ class Services:
 
     def __init__(self, settings: PredictSettings, holder: ModelHolder, logger: RequestLogger | None):
         self.settings = settings
-        self.policy = Policy.from_settings(settings)
+        self.policy = RiskPolicy.from_settings(settings)
         self.holder = holder
         self.logger = logger
         self.requests = RequestStats()

@@ -21,15 +21,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 import pandas as pd
 
 from churnflow.core import schema
 from churnflow.local import stack
-from churnflow.monitoring.models import CheckSummary, Status
+from churnflow.monitoring.models import CheckStatus, CheckSummary
 from churnflow.retraining.job import RetrainOutcome
-from churnflow.retraining.request_state import RetrainStatus
+from churnflow.retraining.request_state import RetrainState, RetrainStatus
 from churnflow.retraining.request_store import StateStore
 from churnflow.settings import REPO_ROOT, CommonSettings, LocalStackSettings, TrainSettings
 from churnflow.sim import scenarios
@@ -38,6 +39,7 @@ from churnflow.training import data
 from churnflow.training.register import run_training
 
 BATCH = 500
+T = TypeVar("T")
 
 
 class Timeline:
@@ -136,7 +138,7 @@ def next_check(scheduler_url: str, seen: int, timeout_s: float) -> tuple[CheckSu
     raise TimeoutError(f"no scheduled check within {timeout_s:.0f}s")
 
 
-def wait_for(condition: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.25) -> object:
+def wait_for(condition: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.25) -> T:
     """Poll `condition` until it returns something truthy; raises TimeoutError naming `what`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -225,7 +227,7 @@ def _loop(
     send(client, predict, normal)
     say(f"Phase 1: {len(normal)} requests from customers like the training data")
     summary = None
-    while summary is None or summary.status is Status.INSUFFICIENT_DATA:
+    while summary is None or summary.status is CheckStatus.INSUFFICIENT_DATA:
         summary, seen = next_check(scheduler, seen, 4 * local.schedule_every_s + 60)
         say(f"Monitor check: {_describe(summary)}")
         if summary is not None:
@@ -253,19 +255,20 @@ def _loop(
     uri, count = ground_truth.import_labels(settings, labels_file)
     say(f"Labels arrive: {count} churn outcomes imported ({uri})")
 
-    drift_seen_at = None
-    while drift_seen_at is None:
+    drifted: CheckSummary | None = None
+    while drifted is None:
         summary, seen = next_check(scheduler, seen, 4 * local.schedule_every_s + 60)
         say(f"Monitor check: {_describe(summary)}")
         if summary is not None:
             result.checks.append(summary)
-            if summary.status is Status.DRIFT:
-                drift_seen_at = time.monotonic()
-    say(f"Drift report: {result.urls['drift reports']}?check={summary.check_id}")
+            if summary.status is CheckStatus.DRIFT:
+                drifted = summary
+    drift_seen_at = time.monotonic()
+    say(f"Drift report: {result.urls['drift reports']}?check={drifted.check_id}")
 
     store = StateStore(common.project, common.bucket, common.model_name)
 
-    def finished() -> object:
+    def finished() -> RetrainState | None:
         state, _ = store.read()
         return (
             state
@@ -305,7 +308,8 @@ def _loop(
     client.close()
     result.versions_served = dict(prober.versions)
     result.failed_requests = list(prober.failures)
-    result.predict_pid_after = stack.load_info(local).services["predict"].pid
+    after = stack.load_info(local)
+    result.predict_pid_after = after.services["predict"].pid if after else 0
     say(
         f"Steady probe during the whole run: {sum(prober.versions.values())} requests, "
         f"{len(prober.failures)} failed, versions served {dict(sorted(prober.versions.items()))}"

@@ -84,7 +84,7 @@ def window(frame: pd.DataFrame, scenario: Scenario | str, rows: int, seed: int) 
     features = frame[list(schema.FEATURE_NAMES)].reset_index(drop=True)
     from_segment = round(scenario.share * rows) if scenario.segment is not None else 0
     picks = [rng.integers(0, len(features), rows - from_segment)]
-    if from_segment:
+    if from_segment and scenario.segment is not None:
         members = np.flatnonzero(scenario.segment(features).to_numpy())
         picks.append(rng.choice(members, from_segment))
     index = np.concatenate(picks)

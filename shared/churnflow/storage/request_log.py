@@ -42,7 +42,6 @@ Record = msgspec.defstruct(
 )
 """One scored row as the writer builds it: the fields of RECORD_FIELDS, in that order."""
 CONTENT_TYPE = "application/x-ndjson"
-CONTENT_ENCODING = "gzip"
 COMPRESS_LEVEL = 1
 """ISA-L level (0-3) of the log objects."""
 
@@ -81,7 +80,7 @@ def decompress(data: bytes) -> bytes:
     """The JSON lines of a log object; CorruptLogObject if it is not complete gzip."""
     try:
         return igzip.decompress(data)
-    except (OSError, EOFError, zlib.error, isal_zlib.error) as error:
+    except (OSError, EOFError, zlib.error, isal_zlib.error) as error:  # type: ignore[misc]  # isal types `error` as an instance
         raise CorruptLogObject(f"not a complete gzip object: {error}") from error
 
 

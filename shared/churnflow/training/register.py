@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from churnflow.registry import tags as tag_names
 from churnflow.registry import write as registry_write
 from churnflow.settings import TrainSettings
 from churnflow.storage import gcs, layout
@@ -51,9 +52,9 @@ def register(
     fingerprint = data.fingerprint(train_rows)
     reference_uri = store_reference(settings, train_rows, fingerprint)
     tags = {
-        registry_write.TAG_FINGERPRINT: fingerprint,
-        registry_write.TAG_CODE_VERSION: registry_write.code_version(),
-        registry_write.TAG_REFERENCE_URI: reference_uri,
+        tag_names.DATA_FINGERPRINT: fingerprint,
+        tag_names.CODE_VERSION: registry_write.code_version(),
+        tag_names.REFERENCE_URI: reference_uri,
         **(extra_tags or {}),
     }
     version = registry_write.log_and_register(
