@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from churnflow.local import bootstrap, stack
+from churnflow.local import bootstrap, services, stack
 from churnflow.settings import REPO_ROOT, LocalStackSettings
 from churnflow.storage import gcs, layout
 
@@ -194,7 +194,7 @@ def test_port_held_by_a_stranger_is_reported_before_anything_starts(private_stac
 
 def test_missing_pubsub_emulator_is_explained(private_stack_settings, monkeypatch, tmp_path):
     local, common = private_stack_settings
-    monkeypatch.setattr(stack, "gcloud_sdk_root", lambda: tmp_path)
+    monkeypatch.setattr(services, "gcloud_sdk_root", lambda: tmp_path)
     with pytest.raises(stack.PrerequisiteMissing) as missing:
         stack.up(local, common)
     message = str(missing.value)
@@ -205,8 +205,8 @@ def test_missing_pubsub_emulator_is_explained(private_stack_settings, monkeypatc
 
 
 def test_missing_java_and_gcloud_are_explained(monkeypatch):
-    monkeypatch.setattr(stack.shutil, "which", lambda name: None)
+    monkeypatch.setattr(services.shutil, "which", lambda name: None)
     with pytest.raises(stack.PrerequisiteMissing, match="default-jre-headless"):
-        stack.pubsub_spec(LocalStackSettings())
+        services.pubsub_spec(LocalStackSettings())
     with pytest.raises(stack.PrerequisiteMissing, match=r"`gcloud`\) is not on PATH"):
-        stack.gcloud_sdk_root()
+        services.gcloud_sdk_root()
