@@ -6,9 +6,9 @@ import os
 import socket
 import time
 import uuid
-from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from churnflow.local import bootstrap, services, stack
@@ -21,25 +21,12 @@ TRAINING_DATA_BYTES = 977501
 
 
 def processes_mentioning(text: str) -> list[int]:
-    """Pids of live processes whose command line contains `text`."""
+    """Pids of live processes whose command line contains `text` (read only: this never signals anything)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmdline:
-                found.append(int(entry.name))
+    for process in psutil.process_iter(["cmdline", "status"]):
+        if process.info["status"] != psutil.STATUS_ZOMBIE and text in " ".join(process.info["cmdline"] or ()):
+            found.append(process.pid)
     return found
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_all_three_services_are_running_and_ready(local_stack):
@@ -154,7 +141,7 @@ def test_up_is_idempotent_down_stops_everything_and_data_survives(private_stack_
 
         assert stack.down(local) == ["gcs", "pubsub", "mlflow"]
         for record in first.services.values():
-            assert not is_alive(record.pid), record.name
+            assert not psutil.pid_exists(record.pid), record.name
             with pytest.raises(ProcessLookupError):
                 os.killpg(record.pgid, 0)  # no child (MLflow's uvicorn worker) survives either
         assert processes_mentioning(java_port) == []

@@ -135,7 +135,7 @@ def stop(records: list[ServiceRecord]) -> None:
             remaining = [record for record in remaining if group_exists(record)]
         if not remaining:
             for record in records:  # a leader that exited after its last check is a zombie until reaped
-                _reap(record)
+                _reap(record, _KILL_GRACE_S)
             return
     raise StackError(f"could not stop {', '.join(record.name for record in remaining)}")
 
@@ -179,12 +179,16 @@ def _running(process: psutil.Process) -> bool:
         return False
 
 
-def _reap(record: ServiceRecord) -> None:
-    """Collect the recorded process if it is our own dead child (the pytest fixture case): no zombie stays."""
+def _reap(record: ServiceRecord, timeout_s: float = 0.0) -> None:
+    """Collect the recorded process if it is our own exited child (the pytest fixture case): no zombie stays.
+
+    A leader shows as a zombie as soon as its main thread exits, but cannot be collected until its
+    other threads have (MLflow's server takes a moment): wait up to `timeout_s` for that.
+    """
     process = identify(record)
-    if process is not None and not _running(process):
-        with suppress(ChildProcessError):
-            os.waitpid(record.pid, os.WNOHANG)
+    if process is not None and not _running(process) and process.ppid() == os.getpid():
+        with suppress(psutil.TimeoutExpired, psutil.NoSuchProcess):
+            process.wait(timeout_s)
 
 
 def _log_tail(path: str) -> str:
