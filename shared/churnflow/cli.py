@@ -77,7 +77,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from churnflow.local.stack import register_cli
+    from churnflow.local.cli import register_cli
 
     parser = argparse.ArgumentParser(prog="churnflow", description=__doc__)
     parser.add_argument("--log-level", default="WARNING", help="logging level (JSON lines on stdout)")

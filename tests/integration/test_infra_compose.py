@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from churnflow.local import bootstrap, stack
+from churnflow.local import bootstrap
+from churnflow.local.services import APPS, ServiceSpec, app_specs, fake_gcs_binary, gcs_spec, mlflow_spec, pubsub_spec
 from churnflow.settings import REPO_ROOT, CommonSettings, LocalStackSettings
 from churnflow.storage import layout
 
@@ -58,17 +59,17 @@ def resolved() -> dict:
 
 
 @pytest.fixture(scope="module")
-def launcher() -> tuple[LocalStackSettings, list[stack.ServiceSpec]]:
+def launcher() -> tuple[LocalStackSettings, list[ServiceSpec]]:
     """Every service `churnflow local up` can start, with the default settings (no environment)."""
     with pytest.MonkeyPatch.context() as patch:
         for name in [name for name in os.environ if name.startswith("CHURNFLOW_")]:
             patch.delenv(name)
         settings, common = LocalStackSettings(), CommonSettings()
         specs = [
-            stack.gcs_spec(settings),
-            stack.pubsub_spec(settings),
-            stack.mlflow_spec(settings, common),
-            *stack.app_specs(settings, common, stack.APPS),
+            gcs_spec(settings),
+            pubsub_spec(settings),
+            mlflow_spec(settings, common),
+            *app_specs(settings, common, APPS),
         ]
     return settings, specs
 
@@ -104,7 +105,7 @@ class Translate:
     """Turns a launcher value into its compose form: addresses by service name, bind to all
     interfaces, state-dir paths and container paths both shown as <state>, repository paths relative."""
 
-    def __init__(self, settings: LocalStackSettings, specs: list[stack.ServiceSpec], resolved: dict):
+    def __init__(self, settings: LocalStackSettings, specs: list[ServiceSpec], resolved: dict):
         self.settings, self.resolved = settings, resolved
         self.names = {spec.port: spec.name for spec in specs}
 
@@ -198,7 +199,7 @@ def test_init_runs_the_repository_script_against_the_trigger(resolved, launcher)
 
 
 def test_the_gcs_emulator_image_is_the_version_the_launcher_runs(resolved):
-    bundled = re.search(rb"mod\tgithub.com/fsouza/fake-gcs-server\tv([0-9.]+)", stack.fake_gcs_binary().read_bytes())
+    bundled = re.search(rb"mod\tgithub.com/fsouza/fake-gcs-server\tv([0-9.]+)", fake_gcs_binary().read_bytes())
     assert resolved["services"]["gcs"]["image"] == f"fsouza/fake-gcs-server:{bundled.group(1).decode()}"
 
 

@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 
 from churnflow.local import bootstrap
-from churnflow.local.stack import StackInfo, gcloud_sdk_root
+from churnflow.local.services import gcloud_sdk_root
+from churnflow.local.stack import StackInfo
 from churnflow.settings import REPO_ROOT
 from churnflow.storage import layout
 
