@@ -21,6 +21,7 @@ from churnflow.settings import MonitorSettings
 log = logging.getLogger("churnflow.monitor")
 JSON = {"Content-Type": "application/json"}
 HTML = {"Content-Type": "text/html; charset=utf-8"}
+UNAVAILABLE = '{"error": "a service the check depends on is unavailable; retry later"}'
 
 
 @cache
@@ -32,7 +33,10 @@ def settings() -> MonitorSettings:
 
 @functions_framework.http
 def monitor(request: flask.Request) -> tuple[str | bytes, int, dict[str, str]]:
-    """Dispatch: the report viewer on GET /view_report, a drift check on POST; any upstream failure → 503."""
+    """Dispatch: the report viewer on GET /view_report, a drift check on POST; any upstream failure → 503.
+
+    Error bodies are generic (no URL, bucket or path); the details go to the log.
+    """
     config = settings()
     viewing = request.path.rstrip("/").endswith("/view_report")
     if request.method != ("GET" if viewing else "POST"):
@@ -47,9 +51,9 @@ def monitor(request: flask.Request) -> tuple[str | bytes, int, dict[str, str]]:
             return (report, 200, HTML) if report else ("no such report", 404, HTML)
         latest = store.read_latest()
         return views.index_page(store.read_index(), check or (latest.check_id if latest else None)), 200, HTML
-    except MonitorUnavailable as error:
+    except MonitorUnavailable as error:  # the details name internal addresses: the log has them, the body not
         log.error("check failed, to be retried: %s", error)
-        return flask.json.dumps({"error": str(error)}), 503, JSON
+        return UNAVAILABLE, 503, JSON
     except Exception:
         log.exception("check failed unexpectedly")
         return '{"error": "internal error"}', 500, JSON

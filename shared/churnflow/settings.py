@@ -32,6 +32,16 @@ class CommonSettings(BaseSettings):
     registry_timeout_s: float = Field(5.0, gt=0, description="Per-call timeout towards MLflow.")
 
 
+class RequestTimingSettings(CommonSettings):
+    """When a retrain may be requested: read by the monitor and the trigger alike (`request_state.Timing`)."""
+
+    cooldown_s: float = Field(21_600.0, ge=0, description="No retrain request this long after a retrain finished.")
+    claim_ttl_s: float = Field(300.0, gt=0, description="A trigger claim never confirmed expires after this.")
+    request_ttl_s: float = Field(
+        21_600.0, gt=0, description="A pending/running retrain older than this no longer blocks."
+    )
+
+
 class TrainSettings(CommonSettings):
     """Settings of `churnflow train` and the retrain job."""
 
@@ -42,18 +52,21 @@ class TrainSettings(CommonSettings):
     max_iter: int = Field(1000, gt=0)
 
 
-class RetrainSettings(TrainSettings):
+class RetrainSettings(TrainSettings, RequestTimingSettings):
     """Settings of the retrain job and its Pub/Sub trigger."""
 
     auc_floor: float = Field(0.75, gt=0, lt=1, description="Gate: the challenger's AUC must reach this.")
     auc_tolerance: float = Field(
-        0.005, ge=0, lt=0.5, description="Gate: the challenger may trail the champion's AUC by at most this."
+        0.0, ge=0, lt=0.5, description="Gate: an AUC gain up to this is a tie, and a tie keeps the champion."
     )
     challenger_alias: str = "challenger"
     recent_holdout_fraction: float = Field(
         0.3, gt=0, lt=1, description="Share of labelled recent traffic kept out of training, for evaluation."
     )
     lock_ttl_s: float = Field(3_600.0, gt=0, description="A retrain lock older than this is taken as abandoned.")
+    lock_wait_s: float = Field(
+        900.0, ge=0, description="How long a job waits for a held retrain lock before it exits to be retried."
+    )
     job_launcher: str = Field(
         "subprocess", pattern="^(subprocess|cloud-run)$", description="How the trigger starts the job."
     )
@@ -112,7 +125,7 @@ class PredictSettings(CommonSettings):
         return self
 
 
-class MonitorSettings(CommonSettings):
+class MonitorSettings(RequestTimingSettings):
     """Settings of the drift monitor (`functions/monitor`): window, drift policy, sampling, trigger."""
 
     window_hours: float = Field(24.0, gt=0, description="Longest look-back of a check, in hours.")
@@ -141,11 +154,6 @@ class MonitorSettings(CommonSettings):
     )
     noise_factor: float = Field(
         4.0, ge=0, description="A score counts for the model-aware rules only above noise_factor·√(1/n+1/m)."
-    )
-    cooldown_s: float = Field(21_600.0, ge=0, description="No retrain request this long after a retrain finished.")
-    claim_ttl_s: float = Field(300.0, gt=0, description="A trigger claim never confirmed expires after this.")
-    request_ttl_s: float = Field(
-        21_600.0, gt=0, description="A pending/running retrain older than this no longer blocks."
     )
     publish_timeout_s: float = Field(30.0, gt=0, description="Timeout of the Pub/Sub publish.")
     monitoring_experiment: str = "churn-monitoring"

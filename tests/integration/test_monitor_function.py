@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,13 +31,11 @@ def free_port():
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def function(stack_env, champion, tmp_path):
-    """functions-framework serving functions/monitor on a free port, its bucket not created yet."""
-    bucket = f"monitor-fn-{uuid.uuid4().hex[:8]}"
+@contextmanager
+def serving(env, log_path):
+    """functions-framework serving functions/monitor on a free port with `env`; yields its URL."""
     port = free_port()
-    env = {**os.environ, **stack_env, "CHURNFLOW_BUCKET": bucket, "CHURNFLOW_SINCE_LAST_CHECK": "false"}
-    log = (tmp_path / "function.log").open("wb")
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("functions-framework")),
@@ -58,7 +57,7 @@ def function(stack_env, champion, tmp_path):
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        yield url, bucket
+        yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -67,6 +66,30 @@ def function(stack_env, champion, tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
         log.close()
+
+
+@pytest.fixture
+def function(stack_env, champion, tmp_path):
+    """The monitor function on the session stack, its bucket not created yet."""
+    bucket = f"monitor-fn-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, **stack_env, "CHURNFLOW_BUCKET": bucket, "CHURNFLOW_SINCE_LAST_CHECK": "false"}
+    with serving(env, tmp_path / "function.log") as url:
+        yield url, bucket
+
+
+def test_the_503_names_no_internal_address_and_the_log_has_the_details(stack_env, tmp_path):
+    bucket = f"monitor-fn-{uuid.uuid4().hex[:8]}"
+    gcs.ensure_bucket(PROJECT, bucket)
+    registry = f"http://127.0.0.1:{free_port()}"  # nothing listens: the registry is down
+    env = {**os.environ, **stack_env, "CHURNFLOW_BUCKET": bucket, "MLFLOW_TRACKING_URI": registry}
+    with serving(env, tmp_path / "function.log") as url:
+        reply = httpx.post(f"{url}/", timeout=60)
+    assert reply.status_code == 503 and reply.json() == {
+        "error": "a service the check depends on is unavailable; retry later"
+    }
+    for secret in (registry, registry.split("//")[1], bucket, "gs://", stack_env["STORAGE_EMULATOR_HOST"]):
+        assert secret not in reply.text
+    assert registry.split("//")[1] in (tmp_path / "function.log").read_text()
 
 
 def test_scheduler_call_and_report_viewer(function, dataset):
@@ -78,7 +101,7 @@ def test_scheduler_call_and_report_viewer(function, dataset):
 def check_and_view(client, bucket, dataset):
 
     failed = client.post("/")  # the bucket does not exist yet: GCS cannot be read
-    assert failed.status_code == 503 and "NotFound" in failed.json()["error"]
+    assert failed.status_code == 503 and "retry later" in failed.json()["error"] and bucket not in failed.text
 
     gcs.ensure_bucket(PROJECT, bucket)
     champion = load_champion(MonitorSettings())
@@ -102,3 +125,5 @@ def check_and_view(client, bucket, dataset):
     report = client.get(f"/{frame}")
     assert report.status_code == 200 and "churn_probability" in report.text and len(report.text) > 100_000
     assert client.get("/view_report", params={"check": "nope", "raw": "1"}).status_code == 404
+    trailing = client.get("/view_report", params={"check": f"{summary['check_id']}\n", "raw": "1"})
+    assert trailing.status_code == 404  # the check-id check is anchored at the very end: no trailing newline

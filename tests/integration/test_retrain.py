@@ -1,10 +1,12 @@
 """The retrain job and its trigger on the real stack: labels, gate, promotion, idempotency, failure."""
 
 import base64
+import json
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from mlflow import MlflowClient
@@ -14,11 +16,12 @@ from churnflow.core.scorer import CompiledScorer
 from churnflow.registry import tags as tag_names
 from churnflow.registry import write as registry_write
 from churnflow.registry.read import RegistryClient
-from churnflow.retraining import job, pubsub_trigger
+from churnflow.retraining import job, pubsub_trigger, request_state
 from churnflow.retraining.job import RetrainOutcome, RetrainResult
+from churnflow.retraining.lock import LockHeld, retrain_lock
 from churnflow.retraining.pubsub_trigger import DeliveryStatus
-from churnflow.retraining.request_state import RetrainStatus, claim, confirm
-from churnflow.retraining.request_store import StateStore
+from churnflow.retraining.request_state import RetrainStatus, Timing, claim, confirm
+from churnflow.retraining.request_store import StateStore, request_retrain
 from churnflow.settings import RetrainSettings
 from churnflow.sim import scenarios
 from churnflow.storage import gcs, ground_truth, layout, request_log
@@ -61,6 +64,10 @@ def loop(stack_env, story, tmp_path):
     return settings, v1, client
 
 
+def refuse_constant(constant):
+    raise ValueError(f"{constant} is not JSON")
+
+
 def request_for(settings, champion_version=1):
     now = datetime.now(UTC)
     return RetrainRequested(
@@ -90,6 +97,8 @@ def test_retrain_on_labelled_segment_traffic_is_promoted_and_better_on_the_segme
     assert client.version_by_alias(settings.model_name, "champion").version == 2
     record, _ = gcs.read_model("test", settings.bucket, layout.run_record(request.request_id), RetrainOutcome)
     assert record == outcome.model_copy(update={"finished_at": record.finished_at}) and record.finished_at
+    stored = gcs.read_bytes("test", layout.gs_uri(settings.bucket, layout.run_record(request.request_id)))
+    assert json.loads(stored, parse_constant=refuse_constant)["status"] == "promoted"  # strict JSON: no NaN
     tags = MlflowClient().get_model_version(settings.model_name, "2").tags
     assert tags[tag_names.TRIGGER_MESSAGE_ID] == "msg-1"
     assert tags[tag_names.DRIFT_REPORT_URI] == request.report_uri
@@ -106,7 +115,13 @@ def test_retrain_on_labelled_segment_traffic_is_promoted_and_better_on_the_segme
     again = job.run(settings, request, "msg-1")
     assert again.status is RetrainResult.SKIPPED and again.reason == "already done: promoted"
     stale = job.run(settings, request_for(settings, champion_version=1), "msg-2")
-    assert stale.status is RetrainResult.SKIPPED and "champion moved from v1 to v2" in stale.reason
+    assert (
+        stale.status is RetrainResult.SKIPPED
+        and stale.reason == "request was for v1, which is not the champion (v2): skipped"
+    )
+    never = job.run(settings, request_for(settings, champion_version=9999), "msg-3")
+    assert never.reason == "request was for v9999, which is not the champion (v2): skipped"
+    assert "moved" not in never.reason and never.champion_version == 2
     assert [v.version for v in MlflowClient().search_model_versions(f"name='{settings.model_name}'")] == ["2", "1"]
 
 
@@ -159,11 +174,24 @@ def envelope(data: bytes, message_id: str) -> dict:
     return {"messageId": message_id, "data": base64.b64encode(data).decode(), "attributes": {}}
 
 
-def test_trigger_starts_one_execution_per_message_and_rejects_bad_ones(stack_env):
-    settings = RetrainSettings(bucket=stack_env["CHURNFLOW_BUCKET"], CHURNFLOW_PROJECT="test")
+def new_message_id():
+    return str(uuid.uuid4().int % 10**16)  # Pub/Sub message ids are decimal numbers
+
+
+@pytest.fixture
+def bus(stack_env):
+    """Trigger settings on a fresh bucket and model name (the trigger needs no trained model)."""
+    bucket = f"bus-{uuid.uuid4().hex[:8]}"
+    gcs.ensure_bucket("test", bucket)
+    settings = RetrainSettings(bucket=bucket, model_name=f"churn-bus-{uuid.uuid4().hex[:6]}", CHURNFLOW_PROJECT="test")
+    return settings, StateStore("test", bucket, settings.model_name)
+
+
+def test_trigger_starts_one_execution_per_message_and_rejects_bad_ones(bus):
+    settings, store = bus
     launcher = RecordingLauncher()
     request = request_for(settings)
-    message_id = f"m-{uuid.uuid4().hex[:8]}"
+    message_id = new_message_id()
 
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(
@@ -177,18 +205,123 @@ def test_trigger_starts_one_execution_per_message_and_rejects_bad_ones(stack_env
     assert RetrainRequested.model_validate_json(env[REQUEST_ENV]) == request
 
     bad = [
-        {"messageId": "b1", "data": "%%% not base64"},
-        envelope(b"{not json", "b2"),
-        envelope(b'{"kind": "retrain-requested"}', "b3"),
-        envelope(b'{"kind": "something-else"}', "b4"),
+        {"messageId": "11", "data": "%%% not base64"},
+        envelope(b"{not json", "12"),
+        envelope(b'{"kind": "retrain-requested"}', "13"),
+        envelope(b'{"kind": "something-else"}', "14"),
         {"data": base64.b64encode(request.to_bytes()).decode()},
         envelope(request.to_bytes(), "../escape"),
+        envelope(request.to_bytes(), "../retrain-lock"),
+        envelope(request.to_bytes(), f"{message_id}\n"),  # `$` would let a trailing newline pass
+        envelope(request.to_bytes(), "m-not-a-pubsub-id"),
+        envelope(request.model_copy(update={"model_name": "someone-else"}).to_bytes(), "15"),
+        envelope(request.model_copy(update={"request_id": "../retrain-lock"}).to_bytes(), "16"),
     ]
     results = [pubsub_trigger.handle(message, settings, launcher) for message in bad]
-    assert [r.status for r in results] == [DeliveryStatus.REJECTED] * 6
+    assert [r.status for r in results] == [DeliveryStatus.REJECTED] * len(bad)
     assert "champion_version" in results[2].detail and "no messageId" in results[4].detail
-    assert "not a safe object-name token" in results[5].detail
+    assert all("is not a Pub/Sub message id" in r.detail for r in results[5:9])
+    assert "not 'churn-bus-" in results[9].detail and "not a safe object-name token" in results[10].detail
     assert len(launcher.launched) == 1
+    names = gcs.list_names("test", settings.bucket, "")
+    assert layout.RETRAIN_LOCK not in names and all(n.startswith(layout.STATE_PREFIX) for n in names)
+
+
+def test_the_bus_obeys_the_monitors_pending_request_and_cooldown(bus):
+    """Messages published straight to the topic meet the same state machine as the monitor's own."""
+    settings, store = bus
+    launcher = RecordingLauncher()
+    now = datetime.now(UTC)
+    deliveries = []
+
+    def deliver(request):  # Pub/Sub pushes within ~0.1 s: the monitor's claim is not confirmed yet
+        deliveries.append(pubsub_trigger.handle(envelope(request.to_bytes(), new_message_id()), settings, launcher))
+        return deliveries[-1].message_id
+
+    monitors = request_for(settings)
+    outcome = request_retrain(store, deliver, monitors, now, Timing.from_settings(settings))
+    assert outcome.action == "published" and deliveries[0].status is DeliveryStatus.STARTED
+    assert store.read()[0].status is RetrainStatus.PENDING
+
+    direct = [request_for(settings) for _ in range(3)]
+    refused = [pubsub_trigger.handle(envelope(r.to_bytes(), new_message_id()), settings, launcher) for r in direct]
+    assert [r.status for r in refused] == [DeliveryStatus.REFUSED] * 3
+    assert all(f"retrain {monitors.request_id} for v1 is pending" in r.detail for r in refused)
+    assert len(launcher.launched) == 1
+    record, _ = gcs.read_json("test", settings.bucket, layout.message_record(refused[0].message_id))
+    assert record["admitted"] is False and "is pending" in record["reason"]
+    assert record["request"]["request_id"] == direct[0].request_id
+    again = pubsub_trigger.handle(envelope(direct[0].to_bytes(), refused[0].message_id), settings, launcher)
+    assert again.status is DeliveryStatus.DUPLICATE
+
+    store.update(lambda s: request_state.start(s, monitors.request_id, datetime.now(UTC)))
+    store.update(lambda s: request_state.finish(s, monitors.request_id, datetime.now(UTC), promoted_version=2))
+    late = pubsub_trigger.handle(envelope(request_for(settings, 2).to_bytes(), new_message_id()), settings, launcher)
+    assert late.status is DeliveryStatus.REFUSED and late.detail.startswith("cooldown: last retrain promoted")
+    replay = pubsub_trigger.handle(envelope(monitors.to_bytes(), new_message_id()), settings, launcher)
+    assert replay.status is DeliveryStatus.REFUSED and "is already promoted" in replay.detail
+    assert len(launcher.launched) == 1
+
+    after = datetime.now(UTC) + timedelta(seconds=settings.cooldown_s + 1)
+    unclaimed = request_for(settings, 2)
+    started = pubsub_trigger.handle(envelope(unclaimed.to_bytes(), new_message_id()), settings, launcher, after)
+    assert started.status is DeliveryStatus.STARTED and len(launcher.launched) == 2
+    state, _ = store.read()
+    assert (state.status, state.request_id, state.champion_version) == ("pending", unclaimed.request_id, 2)
+
+
+def test_the_lock_is_waited_for_and_a_retried_execution_takes_over_its_own(stack_env):
+    bucket = f"lock-{uuid.uuid4().hex[:8]}"
+    gcs.ensure_bucket("test", bucket)
+    gcs.write_json("test", bucket, layout.RETRAIN_LOCK, {"owner": "other", "acquired_at": time.time()}, 0)
+    with pytest.raises(LockHeld, match="held by 'other'"), retrain_lock("test", bucket, "mine", 3600, wait_s=1.0):
+        pass
+    with retrain_lock("test", bucket, "other", 3600):  # the same owner: a retry after its predecessor died
+        assert gcs.read_json("test", bucket, layout.RETRAIN_LOCK)[0]["owner"] == "other"
+    assert gcs.read_json("test", bucket, layout.RETRAIN_LOCK) == (None, 0)
+
+    gcs.write_json("test", bucket, layout.RETRAIN_LOCK, {"owner": "other", "acquired_at": time.time()}, 0)
+    release = threading.Timer(1.5, gcs.delete_object, ("test", bucket, layout.RETRAIN_LOCK))
+    release.start()
+    started = time.monotonic()
+    with retrain_lock("test", bucket, "mine", 3600, wait_s=60):
+        assert gcs.read_json("test", bucket, layout.RETRAIN_LOCK)[0]["owner"] == "mine"
+    assert 1.5 <= time.monotonic() - started < 10
+    release.join()
+
+
+def test_a_request_that_loses_the_lock_race_is_recorded_and_retried(loop, monkeypatch):
+    settings, _, client = loop
+    request = request_for(settings)
+    store = StateStore(settings.project, settings.bucket, settings.model_name)
+    store.write(confirm(claim(request, datetime.now(UTC)), datetime.now(UTC)), 0)
+    gcs.write_json("test", settings.bucket, layout.RETRAIN_LOCK, {"owner": "99", "acquired_at": time.time()}, 0)
+
+    for name, value in {
+        "CHURNFLOW_PROJECT": "test",
+        "CHURNFLOW_BUCKET": settings.bucket,
+        "CHURNFLOW_MODEL_NAME": settings.model_name,
+        "CHURNFLOW_DATA_URI": settings.data_uri,
+        "CHURNFLOW_LOCK_WAIT_S": "1",
+        REQUEST_ENV: request.model_dump_json(),
+        MESSAGE_ID_ENV: "42",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert job.main() == 75  # non-zero: Cloud Run retries the execution
+    state, _ = store.read()
+    assert state.status is RetrainStatus.PENDING and state.detail.startswith("waiting: retrain lock held by '99'")
+    assert gcs.read_json("test", settings.bucket, layout.run_record(request.request_id)) == (None, 0)
+
+    retry = settings.model_copy(update={"lock_wait_s": 120.0})
+    release = threading.Timer(2.0, gcs.delete_object, ("test", settings.bucket, layout.RETRAIN_LOCK))
+    release.start()
+    outcome = job.run(retry, request, "42")  # the retried execution waits for the lock, then retrains
+    release.join()
+    assert (
+        outcome.status is RetrainResult.PROMOTED
+        and client.version_by_alias(settings.model_name, "champion").version == 2
+    )
+    assert store.read()[0].status is RetrainStatus.PROMOTED
 
 
 def test_promote_by_hand_rolls_the_champion_back(loop, stack_env):

@@ -73,13 +73,17 @@ def test_post_runs_a_check_and_returns_its_summary(main, monkeypatch):
     assert (status, json.loads(body), headers["Content-Type"]) == (200, {"status": "no_drift"}, "application/json")
 
 
-def test_upstream_failure_is_503_and_a_bug_is_500(main, monkeypatch):
+def test_upstream_failure_is_503_with_a_generic_body_and_the_details_logged(main, monkeypatch, caplog):
+    detail = "RegistryError: http://10.8.0.7:5000/api/2.0/mlflow unreachable; gs://private-bucket/state"
+
     def unavailable(settings):
-        raise MonitorUnavailable("NotFound: bucket gone")
+        raise MonitorUnavailable(detail)
 
     monkeypatch.setattr(main, "run_check", unavailable)
     body, status, _ = call(main, "POST", "/")
-    assert status == 503 and json.loads(body) == {"error": "NotFound: bucket gone"}
+    assert status == 503 and "retry later" in json.loads(body)["error"]
+    assert "10.8.0.7" not in body and "gs://" not in body and "mlflow" not in body.lower()
+    assert detail in caplog.text
 
     monkeypatch.setattr(main, "run_check", lambda settings: 1 / 0)
     assert call(main, "POST", "/")[1] == 500

@@ -116,3 +116,52 @@ def test_state_serialises_to_the_documented_json():
     assert stored["format"] == "churnflow.retrain-state/v1" and stored["status"] == "claimed"
     assert stored["requested_at"] == "2026-11-05T12:00:00Z" and stored["finished_at"] is None
     assert request_state.RetrainState.model_validate(stored) == claimed
+
+
+def test_the_trigger_admits_the_monitors_own_request_while_it_is_claimed_or_pending():
+    message = request()
+    claimed = request_state.claim(message, NOW)
+    for current in (claimed, request_state.confirm(claimed, NOW)):
+        admitted, after, why = request_state.admit(current, message, NOW, TIMING)
+        assert admitted and after is None and message.request_id in why  # the monitor's state is left as it is
+    running = request_state.start(claimed, message.request_id, NOW)
+    assert request_state.admit(running, message, NOW, TIMING)[:2] == (False, None)
+    done = request_state.finish(running, message.request_id, NOW, None)
+    assert "already done" in request_state.admit(done, message, NOW, TIMING)[2]
+
+
+@pytest.mark.parametrize(
+    ("current", "allowed", "why"),
+    [
+        (None, True, "no retrain on record"),
+        (state(RetrainStatus.PENDING, age_s=60), False, "is pending"),
+        (state(RetrainStatus.CLAIMED, age_s=10), False, "another check is publishing"),
+        (state(RetrainStatus.PROMOTED, finished_age_s=66), False, "cooldown"),
+        (state(RetrainStatus.FAILED, finished_age_s=60), True, "last retrain is failed"),
+    ],
+)
+def test_the_trigger_holds_a_request_nobody_claimed_to_the_monitors_rules(current, allowed, why):
+    unclaimed = request()
+    admitted, after, reason = request_state.admit(current, unclaimed, NOW, TIMING)
+    assert (admitted, reason) == request_state.may_request(current, unclaimed.champion_version, NOW, TIMING)
+    assert admitted is allowed and why in reason
+    if allowed:  # recorded as pending at once, so the next unclaimed message meets it
+        assert (after.status, after.request_id) == (RetrainStatus.PENDING, unclaimed.request_id)
+        assert not request_state.admit(after, request(), NOW, TIMING)[0]
+    else:
+        assert after is None
+
+
+def test_a_job_waiting_for_the_lock_keeps_its_request_pending_with_the_reason():
+    claimed = request_state.claim(request(), NOW)
+    pending = request_state.confirm(claimed, NOW)
+    later = NOW + timedelta(minutes=15)
+    waiting = request_state.wait(pending, pending.request_id, later, "waiting: lock held by 'x'")
+    assert (waiting.status, waiting.detail, waiting.updated_at) == (
+        RetrainStatus.PENDING,
+        "waiting: lock held by 'x'",
+        later,
+    )
+    assert request_state.start(waiting, pending.request_id, later).status is RetrainStatus.RUNNING
+    with pytest.raises(InvalidTransition):
+        request_state.wait(claimed, claimed.request_id, NOW, "the monitor has not confirmed it yet")

@@ -19,8 +19,10 @@ class GateDecision:
 def judge_challenger(
     challenger_auc: float, champion_auc: float | None, auc_floor: float, tolerance: float
 ) -> GateDecision:
-    """Promote when the challenger's AUC clears the absolute floor and is no worse than the
-    champion's on the same evaluation set, less a small tolerance. Without a champion, the floor alone decides.
+    """Promote when the challenger's AUC clears the absolute floor and beats the champion's on the same
+    evaluation set by more than `tolerance`: a smaller gain is a tie, and a tie keeps the champion (a new
+    version that is no better only churns the registry and restarts the cooldown). Without a champion,
+    the floor alone decides.
     """
     if math.isnan(challenger_auc):
         return GateDecision(
@@ -35,16 +37,24 @@ def judge_challenger(
         )
     if champion_auc is None:
         return GateDecision(True, f"no champion; AUC {challenger_auc:.4f} clears the floor", challenger_auc, None)
-    if challenger_auc < champion_auc - tolerance:
+    if challenger_auc < champion_auc:
         return GateDecision(
             False,
-            f"challenger AUC {challenger_auc:.4f} < champion AUC {champion_auc:.4f} - tolerance {tolerance:.4f}",
+            f"challenger AUC {challenger_auc:.4f} < champion AUC {champion_auc:.4f}",
+            challenger_auc,
+            champion_auc,
+        )
+    if challenger_auc <= champion_auc + tolerance:
+        return GateDecision(
+            False,
+            f"challenger AUC {challenger_auc:.4f} ties champion AUC {champion_auc:.4f} (gain "
+            f"{challenger_auc - champion_auc:.4f} <= tolerance {tolerance:.4f}): a tie keeps the champion",
             challenger_auc,
             champion_auc,
         )
     return GateDecision(
         True,
-        f"challenger AUC {challenger_auc:.4f} >= champion AUC {champion_auc:.4f} - tolerance {tolerance:.4f}",
+        f"challenger AUC {challenger_auc:.4f} > champion AUC {champion_auc:.4f} + tolerance {tolerance:.4f}",
         challenger_auc,
         champion_auc,
     )

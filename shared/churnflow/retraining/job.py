@@ -1,9 +1,10 @@
 """The retrain Cloud Run Job: train a challenger on base data plus labelled recent traffic, judge it
 against the champion on one evaluation set, and promote it only if it passes the gate.
 
-Safe to rerun: one retrain runs at a time (GCS lock), a request whose champion has since changed is
-skipped, a finished request (by message id) is not redone, and the champion alias moves last, so a
-job that dies half-way leaves the champion as it was.
+Safe to rerun: one retrain runs at a time (GCS lock, waited for; a job that cannot get it exits
+non-zero to be retried, its wait recorded in the request's state), a request whose champion is not
+the current one is skipped, a finished request (by message id) is not redone, and the champion alias
+moves last, so a job that dies half-way leaves the champion as it was.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
     except AliasNotFound:
         champion = None
     if request is not None and champion is not None and request.champion_version != champion.version:
-        reason = f"champion moved from v{request.champion_version} to v{champion.version} since the request"
+        reason = (
+            f"request was for v{request.champion_version}, which is not the champion (v{champion.version}): skipped"
+        )
         return RetrainOutcome(
             status=RetrainResult.SKIPPED, reason=reason, message_id=message_id, champion_version=champion.version
         )
@@ -168,28 +171,47 @@ def _state_change(
         log.warning("retrain state not updated: %s", error)
 
 
+def _already_done(settings: RetrainSettings, record: str) -> RetrainOutcome | None:
+    """The stored outcome of a finished request, reported as skipped; None if it has not run."""
+    done, _ = gcs.read_model(settings.project, settings.bucket, record, RetrainOutcome)
+    if done is None:
+        return None
+    return done.model_copy(
+        update={"status": RetrainResult.SKIPPED, "reason": f"already done: {done.status}", "finished_at": None}
+    )
+
+
 def run(settings: RetrainSettings, request: RetrainRequested | None, message_id: str) -> RetrainOutcome:
-    """Retrain under the lock, once per request; records the outcome and moves the retrain state."""
+    """Retrain under the lock, once per request; records the outcome and moves the retrain state.
+
+    A held lock is waited for (`lock_wait_s`); if it stays held, the request's state records the wait
+    and LockHeld propagates, so the execution exits non-zero and Cloud Run retries it.
+    """
     key = request.request_id if request is not None else message_id
     record = layout.run_record(key)
-    done, _ = gcs.read_model(settings.project, settings.bucket, record, RetrainOutcome)
-    if done is not None:
-        update = {"status": RetrainResult.SKIPPED, "reason": f"already done: {done.status}", "finished_at": None}
-        return done.model_copy(update=update)
+    if (done := _already_done(settings, record)) is not None:
+        return done
     registry_write.configure_client(settings)
-    with retrain_lock(settings.project, settings.bucket, message_id, settings.lock_ttl_s):
-        _state_change(settings, request, lambda s: request_state.start(s, key, _now()))
-        try:
-            outcome = retrain(settings, request, message_id)
-        except Exception as error:
-            detail = f"{type(error).__name__}: {error}"
-            _state_change(settings, request, lambda s: request_state.fail(s, key, _now(), detail))
-            raise
-        promoted = outcome.version if outcome.status is RetrainResult.PROMOTED else None
-        _state_change(settings, request, lambda s: request_state.finish(s, key, _now(), promoted))
-        gcs.write_model(
-            settings.project, settings.bucket, record, outcome.model_copy(update={"finished_at": _now()}), 0
-        )
+    try:
+        with retrain_lock(settings.project, settings.bucket, message_id, settings.lock_ttl_s, settings.lock_wait_s):
+            if (done := _already_done(settings, record)) is not None:  # a run that held the lock finished it
+                return done
+            _state_change(settings, request, lambda s: request_state.start(s, key, _now()))
+            try:
+                outcome = retrain(settings, request, message_id)
+            except Exception as error:
+                detail = f"{type(error).__name__}: {error}"
+                _state_change(settings, request, lambda s: request_state.fail(s, key, _now(), detail))
+                raise
+            promoted = outcome.version if outcome.status is RetrainResult.PROMOTED else None
+            _state_change(settings, request, lambda s: request_state.finish(s, key, _now(), promoted))
+            gcs.write_model(
+                settings.project, settings.bucket, record, outcome.model_copy(update={"finished_at": _now()}), 0
+            )
+    except LockHeld as error:
+        waiting = f"waiting: {error}"
+        _state_change(settings, request, lambda s: request_state.wait(s, key, _now(), waiting))
+        raise
     return outcome
 
 
@@ -212,8 +234,10 @@ def main() -> int:
         request, message_id = _request_from_env()
         outcome = run(RetrainSettings(), request, message_id)
     except LockHeld as error:
-        print(json.dumps({"severity": "WARNING", "message": f"retrain not started: {error}"}), flush=True)
-        return 75  # EX_TEMPFAIL: retried later
+        print(
+            json.dumps({"severity": "WARNING", "message": f"retrain not started, to be retried: {error}"}), flush=True
+        )
+        return 75  # EX_TEMPFAIL: Cloud Run retries the execution
     except Exception as error:  # noqa: BLE001 - the job's contract: one JSON error line, non-zero exit
         print(
             json.dumps({"severity": "ERROR", "message": f"retrain failed: {error}", "error": type(error).__name__}),

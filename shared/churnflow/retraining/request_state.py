@@ -9,8 +9,10 @@ The monitor may request a retrain (`may_request`) unless a claim is being publis
 `claim_ttl_s`), a request for the same champion is pending or running (for under `request_ttl_s`,
 after which it is presumed lost), or a retrain finished less than `cooldown_s` ago: after a promotion
 the new champion first needs fresh traffic, and after a run that did not promote, retraining on
-nearly the same data would change nothing. The retrain job moves the state with `start`, `finish`
-and `fail`, each checking that it acts on its own request.
+nearly the same data would change nothing. The retrain trigger applies the same rules to every
+message on the bus (`admit`): the monitor's own claimed or pending request passes, any other request
+must pass `may_request` and is recorded as pending. The retrain job moves the state with `wait`,
+`start`, `finish` and `fail`, each checking that it acts on its own request.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict
 
 from churnflow.core.messages import RetrainRequested
-from churnflow.settings import MonitorSettings
+from churnflow.settings import RequestTimingSettings
 
 STATE_FORMAT: Final = "churnflow.retrain-state/v1"
 
@@ -82,8 +84,8 @@ class Timing:
     cooldown_s: float = 21_600.0
 
     @classmethod
-    def from_settings(cls, settings: MonitorSettings) -> Timing:
-        """The timing of the monitor's settings."""
+    def from_settings(cls, settings: RequestTimingSettings) -> Timing:
+        """The timing of the monitor's or the trigger's settings (the same fields)."""
         return cls(settings.claim_ttl_s, settings.request_ttl_s, settings.cooldown_s)
 
 
@@ -103,6 +105,23 @@ def may_request(state: RetrainState | None, champion_version: int, now: datetime
         if since < timing.cooldown_s:
             return False, f"cooldown: last retrain {state.status} {since:.0f} s ago (< {timing.cooldown_s:.0f} s)"
     return True, f"last retrain is {state.status}"
+
+
+def admit(
+    state: RetrainState | None, request: RetrainRequested, now: datetime, timing: Timing
+) -> tuple[bool, RetrainState | None, str]:
+    """Whether the trigger may start `request` delivered by the bus, the state to store (None: leave it), and why.
+
+    The request the state is about passes while it is claimed or pending (the monitor published it);
+    once running or finished, another delivery of it is refused. Any other request is one nobody
+    claimed: it must pass `may_request`, and is then pending at once (it is on the bus already).
+    """
+    if state is not None and state.request_id == request.request_id:
+        if state.status in (RetrainStatus.CLAIMED, RetrainStatus.PENDING):
+            return True, None, f"request {request.request_id} is {state.status}"
+        return False, None, f"request {request.request_id} is already {state.status}"
+    allowed, why = may_request(state, request.champion_version, now, timing)
+    return allowed, confirm(claim(request, now), now) if allowed else None, why
 
 
 def claim(request: RetrainRequested, now: datetime) -> RetrainState:
@@ -133,6 +152,12 @@ def _move(
 def confirm(state: RetrainState, now: datetime) -> RetrainState:
     """The claim's message was published: the request is pending."""
     return _move(state, state.request_id, (RetrainStatus.CLAIMED,), RetrainStatus.PENDING, now)
+
+
+def wait(state: RetrainState | None, request_id: str, now: datetime, detail: str) -> RetrainState:
+    """The job for `request_id` could not start yet (e.g. another retrain holds the lock): still pending."""
+    moved = _move(state, request_id, (RetrainStatus.PENDING,), RetrainStatus.PENDING, now)
+    return moved.model_copy(update={"detail": detail})
 
 
 def start(state: RetrainState | None, request_id: str, now: datetime) -> RetrainState:
