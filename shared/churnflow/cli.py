@@ -32,8 +32,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _labels_import(args: argparse.Namespace) -> int:
     from churnflow.settings import CommonSettings
-    from churnflow.storage.ground_truth import import_labels
-    from churnflow.storage.labels import LabelValidationError
+    from churnflow.storage.labels import LabelValidationError, import_labels
 
     try:
         uri, count = import_labels(CommonSettings(), Path(args.file))

@@ -16,7 +16,7 @@ def test_every_row_passes_the_schema(dataset):
 
 def test_label_set_and_churn_rate(dataset):
     assert set(dataset[schema.TARGET]) == {"No", "Yes"}
-    assert abs(data.labels(dataset).mean() - 0.2654) < 0.0005
+    assert abs(data.target(dataset).mean() - 0.2654) < 0.0005
 
 
 def test_no_duplicate_customers(dataset):
@@ -33,7 +33,7 @@ def test_blank_total_charges_are_exactly_the_new_customers(dataset):
 
 def test_no_feature_leaks_the_target(dataset):
     assert schema.TARGET not in schema.FEATURE_NAMES
-    churn = data.labels(dataset)
+    churn = data.target(dataset)
     for name in schema.CATEGORICAL_NAMES:
         purity = dataset.groupby(name)[schema.TARGET].apply(lambda s: (s == "Yes").mean())
         assert purity.max() < 0.95, name  # no category all but decides the outcome

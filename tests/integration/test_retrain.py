@@ -24,7 +24,7 @@ from churnflow.retraining.request_state import RetrainStatus, Timing, claim, con
 from churnflow.retraining.request_store import StateStore, request_retrain
 from churnflow.settings import RetrainSettings
 from churnflow.sim import scenarios
-from churnflow.storage import gcs, ground_truth, layout, request_log
+from churnflow.storage import gcs, labels, layout, request_log
 from churnflow.training.register import run_training
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ def loop(stack_env, story, tmp_path):
         f"{r['request_id']},{churn},2026-11-20T00:00:00Z" for r, churn in zip(records, traffic["Churn"], strict=True)
     ]
     labels_file.write_text("\n".join(lines) + "\n")
-    uri, count = ground_truth.import_labels(settings, labels_file)
+    uri, count = labels.import_labels(settings, labels_file)
     assert count == len(traffic) and uri.startswith(f"gs://{bucket}/labels/")
     return settings, v1, client
 

@@ -72,3 +72,14 @@ BUILDERS = {
 def test_every_builder_refuses_an_unsafe_token(builder, unsafe):
     with pytest.raises(ValueError, match="not a safe object-name token"):
         builder(unsafe)
+
+
+def test_request_log_partitions_cover_a_window_and_a_day_holds_them():
+    start, end = datetime(2026, 11, 5, 12, 30, tzinfo=UTC), datetime(2026, 11, 5, 14, 30, tzinfo=UTC)
+    assert layout.request_log_partitions(start, end) == [
+        "requests/dt=2026-11-05/hour=12/",
+        "requests/dt=2026-11-05/hour=13/",
+        "requests/dt=2026-11-05/hour=14/",
+    ]
+    assert layout.request_log_day(WHEN) == "requests/dt=2026-11-05/"
+    assert layout.request_log_partition(WHEN).startswith(layout.request_log_day(WHEN))

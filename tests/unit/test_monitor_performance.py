@@ -2,7 +2,7 @@
 
 import pytest
 
-from churnflow.monitoring.performance import measure
+from churnflow.monitoring.performance import labelled_metrics
 
 
 def record(i, version, probability):
@@ -24,14 +24,14 @@ def test_measures_only_the_champion_rows_that_have_labels():
         record(5, 1, 0.7),
     ]
     outcomes = {"r0": True, "r1": False, "r2": False, "r3": True, "r4": True}
-    performance = measure(records, outcomes, model_version=1, lookback_days=7)
+    performance = labelled_metrics(records, outcomes, model_version=1, lookback_days=7)
     assert performance.rows == 4
     assert performance.churn_rate == 0.5
     assert performance.accuracy == 0.5  # r0 and r1 right, r2 and r3 wrong
     assert performance.roc_auc == pytest.approx(0.75)
 
 
-def test_no_labels_no_measure_and_one_class_no_auc():
-    assert measure([record(0, 1, 0.9)], {}, 1, 7) is None
-    only_churners = measure([record(0, 1, 0.9), record(1, 1, 0.3)], {"r0": True, "r1": True}, 1, 7)
+def test_no_labels_no_metrics_and_one_class_no_auc():
+    assert labelled_metrics([record(0, 1, 0.9)], {}, 1, 7) is None
+    only_churners = labelled_metrics([record(0, 1, 0.9), record(1, 1, 0.3)], {"r0": True, "r1": True}, 1, 7)
     assert only_churners.roc_auc is None and only_churners.accuracy == 0.5

@@ -60,7 +60,7 @@ def test_log_records_are_what_the_predict_service_writes(dataset, training_resul
 def test_log_objects_are_batches_named_by_their_first_request(dataset, training_result):
     from datetime import UTC, datetime
 
-    from churnflow.monitoring.window import object_time
+    from churnflow.storage.layout import request_log_time
 
     scorer = CompiledScorer(compile_pipeline(training_result.model))
     start = datetime(2026, 11, 5, 13, 59, 30, tzinfo=UTC)
@@ -71,7 +71,7 @@ def test_log_objects_are_batches_named_by_their_first_request(dataset, training_
     )
     objects = list(scenarios.log_objects(records, 1000, tag="t"))
     assert [len(request_log.decode_batch(body).records) for _, body in objects] == [1000, 1000, 500]
-    assert [object_time(name) for name, _ in objects] == [
+    assert [request_log_time(name) for name, _ in objects] == [
         datetime.fromtimestamp(records[i]["ts"], UTC) for i in (0, 1000, 2000)
     ]
     assert objects[0][0].startswith("requests/dt=2026-11-05/hour=13/") and objects[0][0].endswith("-t000000.jsonl.gz")

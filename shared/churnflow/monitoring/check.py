@@ -22,16 +22,17 @@ from churnflow.core.messages import RetrainRequested
 from churnflow.monitoring import drift, policy, tracking
 from churnflow.monitoring.champion import Champion, load_champion, load_reference
 from churnflow.monitoring.errors import MonitorUnavailable
-from churnflow.monitoring.logstore import read_window
 from churnflow.monitoring.models import CheckStatus, CheckSummary, WindowStats
 from churnflow.monitoring.performance import labelled_performance
 from churnflow.monitoring.reports import ReportStore
-from churnflow.monitoring.window import WindowSample, choose_window, error_bound
+from churnflow.monitoring.window import choose_window, error_bound
 from churnflow.registry.read import RegistryError
 from churnflow.retraining.request_state import RequestOutcome, Timing
 from churnflow.retraining.request_store import PublishFailed, StateStore, request_retrain
 from churnflow.settings import MonitorSettings
 from churnflow.storage import gcs, layout
+from churnflow.storage.request_log_reader import RequestLogReader
+from churnflow.storage.request_log_sample import WindowSample
 
 log = logging.getLogger(__name__)
 # OSError covers the HTTP clients' connection failures and timeouts (requests' errors derive from it).
@@ -89,14 +90,8 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
         window = choose_window(
             settled, settings.window_hours, reports.read_index().last_decided_end(), settings.since_last_check
         )
-        sample = read_window(
-            settings.project,
-            settings.bucket,
-            window,
-            settings.sample_rows,
-            settings.sample_objects,
-            settings.sample_seed,
-            settings.read_workers,
+        sample = RequestLogReader(settings.project, settings.bucket, settings.read_workers).read_sample(
+            window, settings.sample_rows, settings.sample_objects, settings.sample_seed
         )
         champion = champion_loading.result()
         summary = CheckSummary(

@@ -8,7 +8,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from churnflow.monitoring.performance import LabelledPerformance
 from churnflow.retraining.request_state import RequestOutcome
 
 
@@ -97,6 +96,19 @@ class WindowStats(_Frozen):
     effective_rows: int = Field(description="tested_rows / design_effect.")
     sample_error_bound: float = Field(description="DKW bound, at the effective rows, on each column's CDF error.")
     model_versions: dict[int, int] = Field(description="Model versions that scored the tested rows.")
+
+
+class LabelledPerformance(BaseModel):
+    """The champion's quality on labelled recent requests."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_version: int
+    rows: int
+    churn_rate: float
+    roc_auc: float | None  # None when the labelled rows hold a single class
+    accuracy: float
+    lookback_days: int
 
 
 class CheckSummary(_Frozen):

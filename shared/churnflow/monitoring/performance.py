@@ -12,27 +12,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import roc_auc_score
 
+from churnflow.monitoring.models import LabelledPerformance
 from churnflow.settings import CommonSettings
-from churnflow.storage import ground_truth, layout, request_log
+from churnflow.storage import labels, layout, request_log
+from churnflow.storage.request_log_reader import RequestLogReader
 
 
-class LabelledPerformance(BaseModel):
-    """The champion's quality on labelled recent requests."""
-
-    model_config = ConfigDict(frozen=True)
-
-    model_version: int
-    rows: int
-    churn_rate: float
-    roc_auc: float | None  # None when the labelled rows hold a single class
-    accuracy: float
-    lookback_days: int
-
-
-def measure(
+def labelled_metrics(
     records: Iterable[Mapping[str, Any]], outcomes: Mapping[str, bool], model_version: int, lookback_days: int
 ) -> LabelledPerformance | None:
     """Performance of `model_version` on the records that have a label; None when none has."""
@@ -63,11 +51,9 @@ def labelled_performance(
     settings: CommonSettings, now: datetime, model_version: int, lookback_days: int
 ) -> LabelledPerformance | None:
     """The champion's performance on labelled requests of the last `lookback_days` days (None without labels)."""
-    outcomes = ground_truth.read_labels(settings)
+    outcomes = labels.read_outcomes(settings)
     if not outcomes:
         return None
-    records: list[dict[str, Any]] = []
-    for day in range(lookback_days + 1):
-        prefix = f"{layout.REQUEST_LOG_PREFIX}dt={(now - timedelta(days=day)):%Y-%m-%d}/"
-        records += ground_truth.read_request_log(settings, prefix).records
-    return measure(records, outcomes, model_version, lookback_days)
+    days = [layout.request_log_day(now - timedelta(days=day)) for day in range(lookback_days + 1)]
+    logged = RequestLogReader(settings.project, settings.bucket).read_all(*days)
+    return labelled_metrics(logged.records, outcomes, model_version, lookback_days)

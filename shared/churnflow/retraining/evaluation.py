@@ -32,7 +32,7 @@ def assemble(
     the old population and the new traffic.
     """
     base_train, base_test = pipeline.split(base, test_size, seed)
-    if len(recent) >= 10 and data.labels(recent).nunique() == 2:
+    if len(recent) >= 10 and data.target(recent).nunique() == 2:
         recent_train, recent_holdout = pipeline.split(recent, holdout_fraction, seed)
     else:
         recent_train, recent_holdout = recent, recent.iloc[0:0]
@@ -45,7 +45,7 @@ def scorer_metrics(scorer: CompiledScorer, frame: pd.DataFrame, threshold: float
     """AUC and accuracy of a compiled model on a labelled frame (NaN AUC with one class or no rows)."""
     if frame.empty:
         return {"roc_auc": float("nan"), "accuracy": float("nan"), "rows": 0.0}
-    y_true = data.labels(frame).to_numpy()
+    y_true = data.target(frame).to_numpy()
     proba = scorer.batch_probabilities({name: frame[name].tolist() for name in schema.FEATURE_NAMES})
     auc = float(roc_auc_score(y_true, proba)) if len(np.unique(y_true)) == 2 else float("nan")
     return {"roc_auc": auc, "accuracy": float(accuracy_score(y_true, proba >= threshold)), "rows": float(len(frame))}

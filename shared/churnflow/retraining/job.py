@@ -28,10 +28,11 @@ from churnflow.registry import write as registry_write
 from churnflow.registry.read import AliasNotFound, RegistryClient
 from churnflow.retraining import evaluation, gate, request_state
 from churnflow.retraining.lock import LockHeld, retrain_lock
+from churnflow.retraining.recent_data import labelled_traffic
 from churnflow.retraining.request_state import InvalidTransition, RetrainState
 from churnflow.retraining.request_store import StateStore
 from churnflow.settings import RetrainSettings
-from churnflow.storage import gcs, ground_truth, layout
+from churnflow.storage import gcs, layout
 from churnflow.training import data, pipeline, register
 from churnflow.training.compiler import compile_pipeline
 
@@ -100,7 +101,7 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
         )
 
     base = data.load_dataset(settings.data_uri, settings.project)
-    recent = ground_truth.labelled_traffic(settings)
+    recent = labelled_traffic(settings)
     parts = evaluation.assemble(
         base, recent, settings.recent_holdout_fraction, settings.test_size, settings.random_state
     )

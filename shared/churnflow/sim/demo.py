@@ -34,7 +34,8 @@ from churnflow.retraining.request_state import RetrainState, RetrainStatus
 from churnflow.retraining.request_store import StateStore
 from churnflow.settings import REPO_ROOT, CommonSettings, LocalStackSettings, TrainSettings
 from churnflow.sim import scenarios
-from churnflow.storage import gcs, ground_truth, layout, request_log
+from churnflow.storage import gcs, labels, layout, request_log
+from churnflow.storage.request_log_reader import RequestLogReader
 from churnflow.training import data
 from churnflow.training.register import run_training
 
@@ -240,11 +241,13 @@ def _loop(
     # outcomes become known for the new segment's customers (the others' are already in the training data)
     labelled = {i: churn for i, churn in zip(ids, shifted[schema.TARGET], strict=True) if churn is not None}
     settings = CommonSettings(bucket=common.bucket, project=common.project)
+    log_reader = RequestLogReader(settings.project, settings.bucket)
+
+    def logged_ids() -> set[str]:
+        return {str(r[request_log.REQUEST_ID]) for r in log_reader.read_all(layout.REQUEST_LOG_PREFIX).records}
+
     wait_for(
-        lambda: (
-            len(set(ids) & {str(r[request_log.REQUEST_ID]) for r in ground_truth.read_request_log(settings).records})
-            == len(ids)
-        ),
+        lambda: set(ids) <= logged_ids(),
         30,
         "the request log to reach GCS",
         every_s=0.5,
@@ -252,7 +255,7 @@ def _loop(
     labels_file = local.state_dir / "labels.csv"
     rows = [f"{i},{churn},{pd.Timestamp.now(tz='UTC').isoformat()}" for i, churn in labelled.items()]
     labels_file.write_text("request_id,churned,observed_at\n" + "\n".join(rows) + "\n")
-    uri, count = ground_truth.import_labels(settings, labels_file)
+    uri, count = labels.import_labels(settings, labels_file)
     say(f"Labels arrive: {count} churn outcomes imported ({uri})")
 
     drifted: CheckSummary | None = None

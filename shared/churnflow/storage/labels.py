@@ -1,15 +1,16 @@
-"""Ground-truth labels: churn outcomes that arrive after the predictions they judge.
+"""Ground-truth labels in GCS: churn outcomes that arrive after the predictions they judge.
 
 A label names the request it belongs to (`request_id`, as returned by `/predict` and logged), whether
-that customer churned, and when that was observed. A batch is validated whole; a valid batch is stored
-as one gzip JSON-lines object under the labels prefix, created with a generation precondition so an
-import is written once or not at all.
+that customer churned, and when that was observed. A batch is validated whole against the logged
+requests; a valid batch is stored as one gzip JSON-lines object under the labels prefix, created with
+a generation precondition so an import is written once or not at all.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from churnflow.settings import CommonSettings
+from churnflow.storage import gcs, layout, request_log
+from churnflow.storage.request_log_reader import RequestLogReader
 
 FIELDS = ("request_id", "churned", "observed_at")
 _TRUE = {"yes", "true", "1"}
@@ -97,3 +102,29 @@ def validate(rows: Iterable[Mapping[str, Any]], known_request_ids: set[str]) -> 
     if not labels:
         raise LabelValidationError(["the file holds no labels"])
     return labels
+
+
+def import_labels(settings: CommonSettings, path: Path, now: datetime | None = None) -> tuple[str, int]:
+    """Validate a labels file against the logged requests and store it as one new object.
+
+    Raises LabelValidationError (unknown ids, bad values, duplicates) before anything is written.
+    """
+    logged = RequestLogReader(settings.project, settings.bucket).read_all(layout.REQUEST_LOG_PREFIX)
+    known = {str(r.get(request_log.REQUEST_ID)) for r in logged.records}
+    parsed = validate(read_rows(path), known)
+    name = layout.labels_object(now or datetime.now(UTC), uuid.uuid4().hex[:12])
+    uri = layout.gs_uri(settings.bucket, name)
+    gcs.create_bytes(
+        settings.project, uri, request_log.encode_batch(x.to_record() for x in parsed), "application/x-ndjson"
+    )
+    return uri, len(parsed)
+
+
+def read_outcomes(settings: CommonSettings) -> dict[str, bool]:
+    """Every stored label, request id → churned (a later import overrides an earlier one)."""
+    outcome: dict[str, bool] = {}
+    for name in gcs.list_names(settings.project, settings.bucket, layout.LABELS_PREFIX):
+        raw = gcs.read_bytes(settings.project, layout.gs_uri(settings.bucket, name))
+        for record in request_log.decode_batch(raw).records:
+            outcome[str(record["request_id"])] = bool(record["churned"])
+    return outcome

@@ -10,7 +10,7 @@ reach outside its prefix.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 TRAINING_DATA = "data/training/telco_churn.csv"
 REFERENCE_PREFIX = "data/reference/"
@@ -123,3 +123,18 @@ def message_record(message_id: str) -> str:
 def run_record(key: str) -> str:
     """The outcome of the retrain for one request (or manual run)."""
     return f"{RUN_RECORDS_PREFIX}{token(key)}.json"
+
+
+def request_log_day(when: datetime) -> str:
+    """The prefix holding every request-log batch written on the day of `when` (UTC)."""
+    return f"{REQUEST_LOG_PREFIX}dt={when:%Y-%m-%d}/"
+
+
+def request_log_partitions(start: datetime, end: datetime) -> list[str]:
+    """The hourly request-log partitions that may hold batches written in [start, end)."""
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    prefixes = []
+    while hour < end:
+        prefixes.append(request_log_partition(hour))
+        hour += timedelta(hours=1)
+    return prefixes

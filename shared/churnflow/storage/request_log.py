@@ -10,6 +10,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -107,3 +108,15 @@ def decode_batch(data: bytes) -> DecodedBatch:
         else:
             bad += 1
     return DecodedBatch(records, bad)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time range [start, end) of the log, in UTC: the batches whose names carry a time in it."""
+
+    start: datetime
+    end: datetime
+
+    def contains(self, when: datetime) -> bool:
+        """Whether `when` falls inside the window."""
+        return self.start <= when < self.end

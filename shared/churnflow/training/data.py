@@ -124,7 +124,7 @@ def load_dataset(source: str | Path | None = None, project: str = "churnflow-loc
     return clean(read_raw(source, project))
 
 
-def labels(frame: pd.DataFrame) -> pd.Series:
+def target(frame: pd.DataFrame) -> pd.Series:
     """The binary target: 1 for churned customers."""
     return (frame[schema.TARGET] == schema.TARGET_POSITIVE).astype(int)
 

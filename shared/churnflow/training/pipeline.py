@@ -43,7 +43,7 @@ def build_pipeline(max_iter: int = 1000, random_state: int = 42) -> Pipeline:
 
 def split(frame: pd.DataFrame, test_size: float = 0.2, random_state: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified train/test split of a cleaned frame."""
-    train, test = train_test_split(frame, test_size=test_size, random_state=random_state, stratify=data.labels(frame))
+    train, test = train_test_split(frame, test_size=test_size, random_state=random_state, stratify=data.target(frame))
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
@@ -54,12 +54,12 @@ def features(frame: pd.DataFrame) -> pd.DataFrame:
 
 def fit(train: pd.DataFrame, max_iter: int = 1000, random_state: int = 42) -> Pipeline:
     """Fit the pipeline on a cleaned frame with a target."""
-    return build_pipeline(max_iter, random_state).fit(features(train), data.labels(train))
+    return build_pipeline(max_iter, random_state).fit(features(train), data.target(train))
 
 
 def evaluate(model: Pipeline, frame: pd.DataFrame, threshold: float = 0.5) -> dict[str, float]:
     """Held-out quality of `model` on a cleaned frame with a target."""
-    y_true = data.labels(frame).to_numpy()
+    y_true = data.target(frame).to_numpy()
     proba = model.predict_proba(features(frame))[:, 1]
     y_pred = (proba >= threshold).astype(int)
     return {

@@ -1,6 +1,7 @@
 """Request-log batches round-trip; damage is counted or raised, never silently dropped."""
 
 import gzip
+from datetime import UTC, datetime
 
 import pytest
 
@@ -39,3 +40,9 @@ def test_truncated_object_raises(cut):
     data = request_log.encode_batch([record(i) for i in range(500)])
     with pytest.raises(request_log.CorruptLogObject):
         request_log.decode_batch(data[: int(len(data) * cut)])
+
+
+def test_a_window_is_half_open():
+    start, end = datetime(2026, 11, 5, 13, tzinfo=UTC), datetime(2026, 11, 5, 14, tzinfo=UTC)
+    window = request_log.Window(start, end)
+    assert window.contains(start) and not window.contains(end)
