@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from churnflow.core import schema
-from churnflow.local import bootstrap, stack
+from churnflow.local import bootstrap, services
 from churnflow.settings import REPO_ROOT
 from churnflow.storage import gcs, layout, request_log
 
@@ -39,7 +39,7 @@ class FakeGcs:
         self.process = None
 
     def start(self):
-        argv = [str(stack.fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port)]
+        argv = [str(services.fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port)]
         argv += ["-backend", "filesystem", "-filesystem-root", str(self.root), "-external-url", self.url]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert wait_for(lambda: answers(f"{self.url}/storage/v1/b"))
