@@ -64,6 +64,7 @@ class HolderStats:
     refused: int = 0
     registry_errors: int = 0
     last_error: str | None = field(default=None)
+    """The latest failure of the latest refresh; None once the registry answers again."""
 
 
 class ModelHolder:
@@ -91,12 +92,14 @@ class ModelHolder:
         try:
             version = self.registry.version_by_alias(self.model_name, self.alias)
         except AliasNotFound:
+            self.stats.last_error = None
             log.warning("no model %s@%s in the registry yet", self.model_name, self.alias)
             return current
         except RegistryError as error:
             self._failed(f"registry unreachable: {error}")
             self.stats.registry_errors += 1
             return current
+        self.stats.last_error = None  # the registry answered: an earlier error is over (a refusal is set again)
         if current is not None and current.number == version.version:
             return current
         try:
