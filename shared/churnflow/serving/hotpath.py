@@ -22,7 +22,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from churnflow.serving import scoring
-from churnflow.serving.contract import batch_outline_struct, batch_struct, customer_struct
+from churnflow.serving.contract import MAX_FIELDS, batch_outline_struct, batch_struct, customer_struct
 from churnflow.serving.holder import LoadedModel
 from churnflow.serving.services import Services
 
@@ -44,6 +44,10 @@ class HotPath:
         self.services = services
         self.max_body = services.settings.max_body_bytes
         self.max_batch = services.settings.max_batch
+        # a `:` follows each key and nothing else in a valid body (no category holds one); a body with more
+        # than a full batch of objects at the contract's field limit would be refused anyway, after parsing
+        self.max_keys = MAX_FIELDS * (self.max_batch + 1)
+        self.too_many_keys = orjson.dumps({"detail": f"a body holds at most {self.max_keys} keys"})
         self.one = msgspec.json.Decoder(customer_struct())
         self.many = msgspec.json.Decoder(batch_struct())
         self.outline = msgspec.json.Decoder(batch_outline_struct())
@@ -59,8 +63,12 @@ class HotPath:
                     log.exception("unhandled error on the hot path", extra={"path": scope["path"]})
                     await _send(send, 500, b"Internal Server Error", b"text/plain; charset=utf-8")
                     return
-                if body is not None:  # outside the try: FastAPI answers (and re-raises) its own errors
-                    await self._forward(scope, receive, send, body)
+                if body is None:
+                    return
+                if body.count(b":") > self.max_keys:  # 100k keys take FastAPI's parser ~50 ms
+                    await _send(send, 413, self.too_many_keys)
+                    return
+                await self._forward(scope, receive, send, body)  # outside the try: FastAPI re-raises its errors
                 return
         await self.app(scope, receive, send)
 
