@@ -408,8 +408,8 @@ def test_deeply_nested_json_gets_422_naming_the_field(client, headers, path):
 
 
 STRICT_CASES = [
-    ("tenure", "12"), ("tenure", True), ("tenure", 25.0), ("MonthlyCharges", "29.85"),
-    ("MonthlyCharges", False), ("SeniorCitizen", True), ("SeniorCitizen", "1"), ("SeniorCitizen", 1.0),
+    ("tenure", "12"), ("tenure", True), ("tenure", 25.5), ("MonthlyCharges", "29.85"),
+    ("MonthlyCharges", False), ("SeniorCitizen", True), ("SeniorCitizen", "1"), ("SeniorCitizen", 0.5),
 ]  # fmt: skip
 
 
@@ -419,6 +419,15 @@ def test_numbers_are_strict_on_both_paths(client, headers, field, value):
     response = client.post("/predict", content=json.dumps({**EXAMPLE, field: value}), headers=headers)
     assert response.status_code == 422
     assert [e["loc"] for e in response.json()["detail"]] == [["body", field]]
+
+
+@BOTH_PATHS
+@pytest.mark.parametrize(("field", "whole", "fraction"), [("tenure", 25, 25.0), ("SeniorCitizen", 1, 1.0)])
+def test_integer_fields_take_json_schema_integers(client, headers, field, whole, fraction):
+    plain = client.post("/predict", content=json.dumps({**EXAMPLE, field: whole}), headers=headers)
+    written = client.post("/predict", content=json.dumps({**EXAMPLE, field: fraction}), headers=headers)
+    assert plain.status_code == written.status_code == 200
+    assert plain.json()["churn_probability"] == written.json()["churn_probability"]
 
 
 @BOTH_PATHS

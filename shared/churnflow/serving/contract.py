@@ -6,10 +6,10 @@ bodies with the same values, so a request gets the same answer on either path; a
 rejects is handed to FastAPI, which answers with its 422.
 
 Numbers are strict: a string (`"12"`) or a boolean is never a number. An integer field (`tenure`,
-`SeniorCitizen`) takes a JSON number without fraction or exponent only: `25.0` and `2.5e1` are
-refused (422 `int_type`), though JSON Schema counts them as integers, because the hot path's msgspec
-types refuse them too and an integer written as a float is usually a client's type bug. A float field
-takes integers (`30` is `30.0`).
+`SeniorCitizen`) takes what JSON Schema calls an integer, the OpenAPI spec's `type: integer`: any
+number with a zero fraction, so `25.0` is 25 and `25.5` is refused (422). The hot path's msgspec
+types take `25` only; `25.0` goes to FastAPI's route, which scores it the same. A float field takes
+integers (`30` is `30.0`).
 
 Bounded for hostile input: an object with more than MAX_FIELDS keys is refused before its keys are
 looked at (one error naming the first unknown ones), and a batch reports only its first invalid item.
@@ -45,19 +45,29 @@ def _few_fields(data: Any) -> Any:
     return data
 
 
+INTEGER_FIELDS = tuple(
+    f.name
+    for f in schema.FEATURES
+    if isinstance(f, schema.CategoricalFeature)
+    and isinstance(f.categories[0], int)
+    or isinstance(f, schema.NumericFeature)
+    and f.dtype is int
+)
+
+
 class Customer(schema.customer_model()):  # type: ignore[misc]
-    """One customer's 19 features, as in the IBM Telco churn data (numbers strict: integers without fraction)."""
+    """One customer's 19 features, as in the IBM Telco churn data (numbers strict: no strings or booleans)."""
 
     model_config = ConfigDict(strict=True)
     few_fields = model_validator(mode="before")(_few_fields)
 
-    @field_validator(*(f.name for f in schema.CATEGORICAL if isinstance(f.categories[0], int)), mode="before")
+    @field_validator(*INTEGER_FIELDS, mode="before")
     @classmethod
-    def _exact_int(cls, value: Any) -> Any:
-        """An integer category is an int: pydantic's Literal would take `true` and `1.0` even when strict."""
-        if isinstance(value, bool | float):
+    def _json_schema_integer(cls, value: Any) -> Any:
+        """A JSON Schema integer: `25.0` is 25; `true` is not 1 (pydantic's Literal takes it even when strict)."""
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise PydanticCustomError("int_type", "Input should be a valid integer")
-        return value
+        return int(value) if isinstance(value, float) else value
 
 
 BatchRequest: type[BaseModel] = create_model(

@@ -99,8 +99,8 @@ class ModelHolder:
             self._failed(f"registry unreachable: {error}")
             self.stats.registry_errors += 1
             return current
-        self.stats.last_error = None  # the registry answered: an earlier error is over (a refusal is set again)
         if current is not None and current.number == version.version:
+            self.stats.last_error = None  # the registry answers and the version serves: earlier errors are over
             return current
         try:
             loaded = self._load(version)
@@ -109,6 +109,7 @@ class ModelHolder:
             self._failed(f"refused {version.name} v{version.version}: {error}")
             return current
         self._current = loaded
+        self.stats.last_error = None
         self.stats.swaps += 1
         log.info(
             "serving %s v%s (was %s)",
