@@ -57,6 +57,10 @@ bench-predict: setup ## Benchmark /predict vs mlflow models serve, FastAPI and b
 	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
 	$(BIN)/python bench/predict.py $(BENCH_ARGS)
 
+.PHONY: bench-hostile
+bench-hostile: setup ## Hostile input vs the predict service: cost per request, /health under a flood (~2 min)
+	$(BIN)/python bench/hostile.py $(BENCH_ARGS)
+
 .PHONY: bench-monitor
 bench-monitor: setup ## Benchmark one drift check vs plain Evidently on 10k/100k/1M logged rows (~6 min)
 	$(BIN)/python bench/monitor.py $(BENCH_ARGS)

@@ -3,18 +3,15 @@
 Both valid (positive) and invalid (negative) requests are generated for every operation.
 """
 
-import threading
-import time
-
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
 
 from churnflow.serving import create_app
 from churnflow.settings import PredictSettings
+from conftest import uvicorn_server
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +24,8 @@ CONFIG = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {"e
 @pytest.fixture
 def predict_api(stack_env, champion, tmp_path):
     app = create_app(PredictSettings(spool_dir=tmp_path / "spool", max_batch=20))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield schemathesis.openapi.from_url(f"http://127.0.0.1:{port}/openapi.json", config=CONFIG)
-    server.should_exit = True
-    thread.join()
+    with uvicorn_server(app) as port:
+        yield schemathesis.openapi.from_url(f"http://127.0.0.1:{port}/openapi.json", config=CONFIG)
 
 
 def test_no_server_errors_and_responses_match_the_spec(predict_api):

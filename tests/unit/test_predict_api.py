@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from churnflow.core import schema
 from churnflow.core.scorer import CompiledScorer
 from churnflow.registry import tags
 from churnflow.registry.read import AliasNotFound, ModelVersion, RegistryClient
-from churnflow.serving import create_app
+from churnflow.serving import create_app, guard
 from churnflow.serving.contract import BatchRequest, Customer
 from churnflow.serving.dependencies import NO_CHAMPION
 from churnflow.serving.scoring import RiskPolicy
@@ -169,18 +171,10 @@ def test_invalid_customer_gets_fastapis_own_422(client, plain_fastapi, case):
     assert response.json() == reference.json()
 
 
-@pytest.mark.parametrize(
-    ("content", "headers"),
-    [
-        (b'{"gender": ', {"content-type": "application/json"}),
-        (b"", {"content-type": "application/json"}),
-        (json.dumps(EXAMPLE).encode(), {"content-type": "text/plain"}),
-        (json.dumps(EXAMPLE).encode(), {}),
-    ],
-)
-def test_undecodable_bodies_get_fastapis_own_errors(client, plain_fastapi, content, headers):
-    response = client.post("/predict", content=content, headers=headers)
-    reference = plain_fastapi.post("/predict", content=content, headers=headers)
+@pytest.mark.parametrize("content", [b'{"gender": ', b"", b'{"gender": "Female",}'])
+def test_undecodable_bodies_get_fastapis_own_errors(client, plain_fastapi, content):
+    response = client.post("/predict", content=content, headers={"content-type": "application/json"})
+    reference = plain_fastapi.post("/predict", content=content, headers={"content-type": "application/json"})
     assert response.status_code == reference.status_code == 422
     assert response.json() == reference.json()
 
@@ -192,11 +186,11 @@ def test_unknown_category_names_the_field_and_lists_the_allowed_values(client):
         assert allowed in error["msg"]
 
 
-def test_inputs_only_pydantic_accepts_are_scored_by_the_fastapi_route(client):
+def test_valid_bodies_the_hot_path_does_not_take_are_scored_by_the_fastapi_route(client):
     plain = client.post("/predict", json=EXAMPLE).json()
-    lax = client.post("/predict", json={**EXAMPLE, "tenure": "1", "MonthlyCharges": "29.85"}).json()
-    assert lax["churn_probability"] == plain["churn_probability"]
-    assert lax["contributions"] == plain["contributions"]
+    routed = client.post("/predict", json=EXAMPLE, headers={"content-type": "application/json; charset=utf-8"}).json()
+    assert routed["churn_probability"] == plain["churn_probability"]
+    assert routed["contributions"] == plain["contributions"]
     assert stats(client)["requests"] == {"hot": 1, "routed": 1, "rows": 2}
 
 
@@ -225,8 +219,9 @@ def test_batch_scores_like_single_requests(client, dataset):
 
 def test_batch_over_the_limit_gets_413_on_both_paths(make_client):
     client = make_client(max_batch=3)
-    for extra in ({}, {"tenure": "1"}):  # the second row forces the FastAPI route
-        response = client.post("/predict/batch", json={"customers": [{**EXAMPLE, **extra}] * 4})
+    for content_type in ("application/json", "application/json; charset=utf-8"):  # the second: the FastAPI route
+        body = json.dumps({"customers": [EXAMPLE] * 4})
+        response = client.post("/predict/batch", content=body, headers={"content-type": content_type})
         assert response.status_code == 413
         assert response.json() == {"detail": "a batch holds at most 3 customers, got 4"}
     assert client.post("/predict/batch", json={"customers": [EXAMPLE] * 3}).status_code == 200
@@ -267,7 +262,7 @@ def test_bearer_token_when_configured(make_client):
     assert client.post("/predict", json=EXAMPLE, headers=good).status_code == 200
     assert client.post("/predict/batch", json={"customers": [EXAMPLE]}, headers=good).status_code == 200
     assert client.get("/health").status_code == 200
-    assert stats(client)["requests"]["hot"] == 2
+    assert client.get("/stats", headers=good).json()["requests"]["hot"] == 2
 
 
 def test_every_scored_row_is_logged_with_its_response(make_client, store):
@@ -319,3 +314,184 @@ def test_openapi_documents_the_predict_contract(client):
 def test_openapi_states_the_configured_batch_limit(make_client):
     spec = make_client(max_batch=50).get("/openapi.json").json()
     assert spec["components"]["schemas"]["BatchRequest"]["properties"]["customers"]["maxItems"] == 50
+
+
+# --- hostile input: each case on both paths --------------------------------------------------------
+
+HOT = {"content-type": "application/json"}
+ROUTED = {"content-type": "application/json; charset=utf-8"}  # not the hot path's exact type: FastAPI answers
+BOTH_PATHS = pytest.mark.parametrize("headers", [HOT, ROUTED], ids=["hot", "routed"])
+
+
+def with_raw(body, field, raw):
+    """`body` as JSON text with the last value of `field` replaced by the raw JSON text `raw`."""
+    before, key, after = json.dumps(body).rpartition(f'"{field}": ')
+    _, end = json.JSONDecoder().raw_decode(after)
+    return before + key + raw + after[end:]
+
+
+@BOTH_PATHS
+def test_a_60kb_batch_of_empty_objects_gets_a_short_413_before_any_item_is_validated(client, headers):
+    response = client.post("/predict/batch", content=json.dumps({"customers": [{}] * 20_000}), headers=headers)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "a batch holds at most 1000 customers, got 20000"}
+
+
+@BOTH_PATHS
+def test_a_body_with_100k_keys_gets_a_short_413_before_it_is_parsed(client, headers):
+    body = json.dumps({f"k{i}": 0 for i in range(100_000)})
+    response = client.post("/predict", content=body, headers=headers)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "a body holds at most 64064 keys"}
+
+
+@BOTH_PATHS
+def test_an_object_with_too_many_keys_gets_one_error_naming_the_first(client, headers):
+    response = client.post("/predict", content=json.dumps({f"k{i}": 0 for i in range(10_000)}), headers=headers)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["type"] == "too_many_fields" and "'k0', 'k1', 'k2'" in error["msg"]
+
+
+@BOTH_PATHS
+def test_error_lists_are_capped_and_echoed_inputs_truncated(client, headers):
+    body = {**EXAMPLE, "gender": "x" * 1_000_000, **{f"extra{i}": ["y" * 1_000] * 20 for i in range(30)}}
+    response = client.post("/predict", content=json.dumps(body), headers=headers)
+    assert response.status_code == 422 and len(response.content) < guard.MAX_ERRORS * (guard.ECHO_CHARS + 200)
+    errors = response.json()["detail"]
+    assert errors[0]["loc"] == ["body", "gender"] and errors[0]["type"] == "literal_error"
+    assert errors[1]["loc"] == ["body", "extra0"] and errors[1]["type"] == "extra_forbidden"
+    assert errors[-1]["type"] == "too_many_errors" and "31" in errors[-1]["msg"]
+
+
+@BOTH_PATHS
+def test_a_batch_of_invalid_items_reports_the_first_bad_item_only(client, headers):
+    body = {"customers": [EXAMPLE, *[{**EXAMPLE, "tenure": -1}] * 999]}
+    response = client.post("/predict/batch", content=json.dumps(body), headers=headers)
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", "customers", 1, "tenure"]]
+
+
+@BOTH_PATHS
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e309", "-1e309"])
+@pytest.mark.parametrize("field", ["tenure", "MonthlyCharges", "SeniorCitizen"])
+def test_non_finite_numbers_get_422_naming_the_field(client, headers, field, literal):
+    response = client.post("/predict", content=with_raw(EXAMPLE, field, literal), headers=headers)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", field] and error["type"] == "finite_number" and error["input"] == literal
+    batch = with_raw({"customers": [EXAMPLE, EXAMPLE]}, field, literal)
+    (error,) = client.post("/predict/batch", content=batch, headers=headers).json()["detail"]
+    assert error["loc"] == ["body", "customers", 1, field]
+    assert client.post("/predict", json=EXAMPLE).status_code == 200
+
+
+@BOTH_PATHS
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_invalid_utf8_in_a_string_gets_400_naming_the_problem(client, headers, path):
+    body = json.dumps({"customers": [EXAMPLE]} if path.endswith("batch") else EXAMPLE).encode()
+    response = client.post(path, content=body.replace(b'"Female"', b'"Fem\xffale"'), headers=headers)
+    assert response.status_code == 400
+    assert "UTF-8" in response.json()["detail"] and "byte" in response.json()["detail"]
+
+
+@BOTH_PATHS
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_deeply_nested_json_gets_422_naming_the_field(client, headers, path):
+    deep = "[" * 100_000 + "]" * 100_000
+    body, prefix = with_raw(EXAMPLE, "tenure", deep), ["body", "tenure"]
+    if path.endswith("batch"):
+        body, prefix = with_raw({"customers": [EXAMPLE, EXAMPLE]}, "tenure", deep), ["body", "customers", 1, "tenure"]
+    response = client.post(path, content=body, headers=headers)
+    assert response.status_code == 422 and len(response.content) < 2_000
+    (error,) = response.json()["detail"]
+    assert error["loc"][: len(prefix)] == prefix and error["type"] == "json_too_deep"
+
+
+STRICT_CASES = [
+    ("tenure", "12"), ("tenure", True), ("tenure", 25.5), ("MonthlyCharges", "29.85"),
+    ("MonthlyCharges", False), ("SeniorCitizen", True), ("SeniorCitizen", "1"), ("SeniorCitizen", 0.5),
+]  # fmt: skip
+
+
+@BOTH_PATHS
+@pytest.mark.parametrize(("field", "value"), STRICT_CASES)
+def test_numbers_are_strict_on_both_paths(client, headers, field, value):
+    response = client.post("/predict", content=json.dumps({**EXAMPLE, field: value}), headers=headers)
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", field]]
+
+
+@BOTH_PATHS
+@pytest.mark.parametrize(("field", "whole", "fraction"), [("tenure", 25, 25.0), ("SeniorCitizen", 1, 1.0)])
+def test_integer_fields_take_json_schema_integers(client, headers, field, whole, fraction):
+    plain = client.post("/predict", content=json.dumps({**EXAMPLE, field: whole}), headers=headers)
+    written = client.post("/predict", content=json.dumps({**EXAMPLE, field: fraction}), headers=headers)
+    assert plain.status_code == written.status_code == 200
+    assert plain.json()["churn_probability"] == written.json()["churn_probability"]
+
+
+@BOTH_PATHS
+def test_float_fields_accept_json_integers(client, headers):
+    whole = client.post("/predict", content=json.dumps({**EXAMPLE, "MonthlyCharges": 30}), headers=headers)
+    fraction = client.post("/predict", content=json.dumps({**EXAMPLE, "MonthlyCharges": 30.0}), headers=headers)
+    assert whole.status_code == fraction.status_code == 200
+    assert whole.json()["churn_probability"] == fraction.json()["churn_probability"]
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/jsonx"])
+def test_a_wrong_or_missing_content_type_gets_415(client, path, content_type):
+    body = json.dumps({"customers": [EXAMPLE]} if path.endswith("batch") else EXAMPLE)
+    response = client.post(path, content=body, headers={"content-type": content_type} if content_type else {})
+    assert response.status_code == 415
+    assert response.json() == {"detail": "the body must be JSON (content-type: application/json)"}
+
+
+def test_with_a_token_only_the_probes_are_public(make_client):
+    client = make_client(api_token="s3cret")
+    for path in ("/model", "/stats", "/docs", "/redoc", "/openapi.json"):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"authorization": "Bearer s3cret"}).status_code == 200, path
+    for path in ("/health", "/ready"):
+        assert client.get(path).status_code == 200, path
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+RAW_VALUES = st.sampled_from(
+    ["NaN", "Infinity", "-Infinity", "1e309", "-0", "1" * 400, '"\\ud800"', "[" * 3_000, "true", '"12"', "25.0", "1e2"]
+) | JSON_VALUES.map(json.dumps)
+
+
+@st.composite
+def request_bodies(draw, batch):
+    """Arbitrary bytes, arbitrary JSON, or a valid body with one value replaced by raw JSON text or a stray byte."""
+    kind = draw(st.sampled_from(["bytes", "json", "value", "byte"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=200))
+    if kind == "json":
+        return json.dumps(draw(JSON_VALUES)).encode()
+    body = {"customers": [EXAMPLE] * draw(st.integers(1, 3))} if batch else EXAMPLE
+    if kind == "value":
+        return with_raw(body, draw(st.sampled_from(schema.FEATURE_NAMES)), draw(RAW_VALUES)).encode()
+    text = json.dumps(body).encode()
+    at = draw(st.integers(0, len(text)))
+    return text[:at] + bytes([draw(st.integers(0, 255))]) + text[at:]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_body_gets_the_same_answer_on_both_paths_and_never_a_5xx(client, data):
+    path = data.draw(st.sampled_from(["/predict", "/predict/batch"]))
+    body = data.draw(request_bodies(path.endswith("batch")))
+    hot = client.post(path, content=body, headers=HOT)
+    routed = client.post(path, content=body, headers=ROUTED)
+    assert hot.status_code < 500 and hot.status_code == routed.status_code
+    if hot.status_code == 200:
+        assert hot.json().get("churn_probability") == routed.json().get("churn_probability")
+    else:
+        assert hot.content == routed.content

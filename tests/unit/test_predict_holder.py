@@ -117,6 +117,21 @@ def test_registry_outage_keeps_the_current_model(registry):
     assert holder.stats.registry_errors == 1
 
 
+def test_the_last_error_clears_when_the_registry_answers_again_and_stays_while_a_refusal_lasts(registry):
+    holder = holder_for(registry)
+    registry.down = True
+    holder.refresh()
+    assert "registry unreachable" in holder.stats.last_error
+    registry.down = False
+    assert holder.refresh().number == 1
+    assert holder.stats.last_error is None
+    registry.artifacts[2] = {"broken": True}
+    registry.champion = 2
+    holder.refresh()
+    holder.refresh()
+    assert "refused churn v2" in holder.stats.last_error
+
+
 def test_poller_picks_up_a_new_champion(registry, artifact):
     holder = holder_for(registry, poll_interval_s=0.02)
     holder.start()

@@ -7,14 +7,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
 from starlette.types import Receive, Scope, Send
 
 from churnflow import __version__
 from churnflow.registry.read import RegistryClient
 from churnflow.serving.dependencies import require_token
+from churnflow.serving.guard import validation_errors
 from churnflow.serving.hotpath import HotPath
 from churnflow.serving.request_logger import Uploader
-from churnflow.serving.routes import predictions, probes
+from churnflow.serving.routes import docs, predictions, probes, service
 from churnflow.serving.services import Services
 from churnflow.settings import PredictSettings
 
@@ -66,7 +68,13 @@ def create_app(
         version=__version__,
         description="Churn risk of telecom customers, scored by the registry's champion model.",
         lifespan=lifespan,
+        openapi_url=None,  # served by `routes.docs`, behind the token when one is set
+        docs_url=None,
+        redoc_url=None,
+        exception_handlers={RequestValidationError: validation_errors},
     )
     app.include_router(probes)
-    app.include_router(predictions, dependencies=[Depends(require_token)] if services.auth_required else [])
+    token = [Depends(require_token)] if services.auth_required else []
+    for router in (service, docs, predictions):
+        app.include_router(router, dependencies=token)
     return app

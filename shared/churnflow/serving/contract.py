@@ -1,9 +1,18 @@
 """The HTTP contract of the predict service: pydantic models for FastAPI and their msgspec twins.
 
 Both are generated from `schema.FEATURES`. FastAPI validates with the pydantic models (and documents
-them in OpenAPI); the hot path decodes with the msgspec Structs. msgspec is strict (no string → number
-coercion, no bool → int), so it accepts a subset of what pydantic accepts, with the same values;
-anything it rejects is handed to FastAPI, which answers exactly as it would without the hot path.
+them in OpenAPI); the hot path decodes with the msgspec Structs. Both are strict and accept the same
+bodies with the same values, so a request gets the same answer on either path; anything the hot path
+rejects is handed to FastAPI, which answers with its 422.
+
+Numbers are strict: a string (`"12"`) or a boolean is never a number. An integer field (`tenure`,
+`SeniorCitizen`) takes what JSON Schema calls an integer, the OpenAPI spec's `type: integer`: any
+number with a zero fraction, so `25.0` is 25 and `25.5` is refused (422). The hot path's msgspec
+types take `25` only; `25.0` goes to FastAPI's route, which scores it the same. A float field takes
+integers (`30` is `30.0`).
+
+Bounded for hostile input: an object with more than MAX_FIELDS keys is refused before its keys are
+looked at (one error naming the first unknown ones), and a batch reports only its first invalid item.
 """
 
 from __future__ import annotations
@@ -13,19 +22,60 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from churnflow.core import schema
 
 RiskLevel = Literal["LOW", "MEDIUM", "HIGH"]
 
-Customer = schema.customer_model()
+MAX_FIELDS = 64
+"""Most keys of a request object that are validated one by one (each model has fewer fields)."""
+
+
+def _few_fields(data: Any) -> Any:
+    """Refuse an object with more than MAX_FIELDS keys before validating any of them."""
+    if isinstance(data, dict) and len(data) > MAX_FIELDS:
+        unknown = ", ".join(repr(key[:32]) for key, _ in zip(data, range(3), strict=False))
+        raise PydanticCustomError(
+            "too_many_fields",
+            "Object has {count} fields, at most {limit} are read (first keys: {unknown})",
+            {"count": len(data), "limit": MAX_FIELDS, "unknown": unknown},
+        )
+    return data
+
+
+INTEGER_FIELDS = tuple(
+    f.name
+    for f in schema.FEATURES
+    if isinstance(f, schema.CategoricalFeature)
+    and isinstance(f.categories[0], int)
+    or isinstance(f, schema.NumericFeature)
+    and f.dtype is int
+)
+
+
+class Customer(schema.customer_model()):  # type: ignore[misc]
+    """One customer's 19 features, as in the IBM Telco churn data (numbers strict: no strings or booleans)."""
+
+    model_config = ConfigDict(strict=True)
+    few_fields = model_validator(mode="before")(_few_fields)
+
+    @field_validator(*INTEGER_FIELDS, mode="before")
+    @classmethod
+    def _json_schema_integer(cls, value: Any) -> Any:
+        """A JSON Schema integer: `25.0` is 25; `true` is not 1 (pydantic's Literal takes it even when strict)."""
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return int(value) if isinstance(value, float) else value
+
 
 BatchRequest: type[BaseModel] = create_model(
     "BatchRequest",
-    __config__=ConfigDict(extra="forbid"),
+    __config__=ConfigDict(extra="forbid", strict=True),
     __doc__="Customers to score in one call (at most the service's max_batch, else 413).",
-    customers=(Annotated[list[Customer], Field(min_length=1)], ...),  # type: ignore[valid-type, arg-type]
+    __validators__={"few_fields": model_validator(mode="before")(_few_fields)},  # type: ignore[dict-item]
+    customers=(Annotated[list[Customer], Field(min_length=1, fail_fast=True)], ...),
 )
 
 
@@ -120,3 +170,10 @@ def batch_struct() -> type[msgspec.Struct]:
     """The msgspec Struct of a batch request (`{"customers": [...]}`, at least one)."""
     customers = Annotated[list[customer_struct()], msgspec.Meta(min_length=1)]  # type: ignore[misc, valid-type]
     return msgspec.defstruct("BatchRequest", [("customers", customers)], forbid_unknown_fields=True)
+
+
+@cache
+def batch_outline_struct() -> type[msgspec.Struct]:
+    """A batch request with its customers left undecoded (`msgspec.Raw`): counts them without validating any."""
+    customers = list[msgspec.Raw]
+    return msgspec.defstruct("BatchOutline", [("customers", customers)], forbid_unknown_fields=True)

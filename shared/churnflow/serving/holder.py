@@ -62,6 +62,7 @@ class HolderStats:
     refused: int = 0
     registry_errors: int = 0
     last_error: str | None = field(default=None)
+    """The latest failure of the latest refresh; None once the registry answers again."""
 
 
 class ModelHolder:
@@ -89,6 +90,7 @@ class ModelHolder:
         try:
             version = self.registry.version_by_alias(self.model_name, self.alias)
         except AliasNotFound:
+            self.stats.last_error = None
             log.warning("no model %s@%s in the registry yet", self.model_name, self.alias)
             return current
         except RegistryError as error:
@@ -96,6 +98,7 @@ class ModelHolder:
             self.stats.registry_errors += 1
             return current
         if current is not None and current.number == version.version:
+            self.stats.last_error = None  # the registry answers and the version serves: earlier errors are over
             return current
         try:
             loaded = self._load(version)
@@ -104,6 +107,7 @@ class ModelHolder:
             self._failed(f"refused {version.name} v{version.version}: {error}")
             return current
         self._current = loaded
+        self.stats.last_error = None
         self.stats.swaps += 1
         log.info(
             "serving %s v%s (was %s)",

@@ -7,7 +7,8 @@ without any of it: read the body (413 over the limit) → msgspec-decode into th
 Struct → compiled score → orjson → queue the request-log record. Anything else (another route, a
 wrong or missing content type, a bad token, no model yet, any decoding or validation failure) goes
 to FastAPI, with the body replayed, so errors keep FastAPI's exact contract (e.g. the 422 body) and
-the OpenAPI spec describes both paths.
+the OpenAPI spec describes both paths. A decoding failure costs no more than a valid body: msgspec
+stops at the first error and never recurses deeper than the schema (unknown fields are errors).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from churnflow.serving import scoring
-from churnflow.serving.contract import batch_struct, customer_struct
+from churnflow.serving.contract import MAX_FIELDS, batch_outline_struct, batch_struct, customer_struct
 from churnflow.serving.holder import LoadedModel
 from churnflow.serving.services import Services
 
@@ -31,7 +32,9 @@ log = logging.getLogger(__name__)
 JSON = b"application/json"
 TOO_LARGE = orjson.dumps({"detail": "Content Too Large"})
 
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+Handler = Callable[[Scope, Receive, Send], Awaitable[bytes | None]]
+UNDECODABLE = (msgspec.MsgspecError, ValueError, RecursionError)
+"""What decoding a hostile body raises besides msgspec's errors: invalid UTF-8, nesting beyond recursion."""
 
 
 class HotPath:
@@ -41,8 +44,14 @@ class HotPath:
         self.app = app
         self.services = services
         self.max_body = services.settings.max_body_bytes
-        self.one = msgspec.json.Decoder(customer_struct())
-        self.many = msgspec.json.Decoder(batch_struct())
+        self.max_batch = services.settings.max_batch
+        # a `:` follows each key and nothing else in a valid body (no category holds one); a body with more
+        # than a full batch of objects at the contract's field limit would be refused anyway, after parsing
+        self.max_keys = MAX_FIELDS * (self.max_batch + 1)
+        self.too_many_keys = orjson.dumps({"detail": f"a body holds at most {self.max_keys} keys"})
+        self.one: msgspec.json.Decoder[Any] = msgspec.json.Decoder(customer_struct())
+        self.many: msgspec.json.Decoder[Any] = msgspec.json.Decoder(batch_struct())
+        self.outline: msgspec.json.Decoder[Any] = msgspec.json.Decoder(batch_outline_struct())
         self.routes: dict[str, Handler] = {"/predict": self.predict, "/predict/batch": self.predict_batch}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,43 +59,64 @@ class HotPath:
             route = self.routes.get(scope["path"])
             if route is not None:
                 try:
-                    await route(scope, receive, send)
+                    body = await route(scope, receive, send)
                 except Exception:  # as FastAPI's ServerErrorMiddleware: log it, answer a bare 500
                     log.exception("unhandled error on the hot path", extra={"path": scope["path"]})
                     await _send(send, 500, b"Internal Server Error", b"text/plain; charset=utf-8")
+                    return
+                if body is None:
+                    return
+                if body.count(b":") > self.max_keys:  # 100k keys take FastAPI's parser ~50 ms
+                    await _send(send, 413, self.too_many_keys)
+                    return
+                await self._forward(scope, receive, send, body)  # outside the try: FastAPI re-raises its errors
                 return
         await self.app(scope, receive, send)
 
-    async def predict(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """`POST /predict` for one customer."""
-        accepted = await self._accept(scope, receive, send, self.one)
-        if accepted is None:
-            return
-        model, customer, started = accepted
-        body = self.services.score_one(model, customer, started, hot=True)
-        await _send(send, 200, body)
+    async def predict(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """`POST /predict` for one customer; returns the body if FastAPI is to answer."""
+        model, body, started = await self._accept(scope, receive, send)
+        if model is None or body is None:
+            return body
+        try:
+            customer = self.one.decode(body)
+        except UNDECODABLE:
+            return body
+        await _send(send, 200, self.services.score_one(model, customer, started, hot=True))
+        return None
 
-    async def predict_batch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """`POST /predict/batch`: up to `max_batch` customers scored in one vectorised call."""
-        accepted = await self._accept(scope, receive, send, self.many)
-        if accepted is None:
-            return
-        model, batch, started = accepted
-        customers = batch.customers
-        settings = self.services.settings
-        if len(customers) > settings.max_batch:
-            detail = orjson.dumps({"detail": scoring.batch_too_large(len(customers), settings)})
-            await _send(send, 413, detail)
-            return
+    async def predict_batch(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """`POST /predict/batch`: up to `max_batch` customers scored in one vectorised call.
+
+        The customers are counted before any is validated: a body with no more `{` than a full batch
+        has cannot hold too many (cheap), otherwise they are counted undecoded (`msgspec.Raw`).
+        """
+        model, body, started = await self._accept(scope, receive, send)
+        if model is None or body is None:
+            return body
+        if body.count(b"{") > self.max_batch + 1:
+            try:
+                rows = len(self.outline.decode(body).customers)
+            except UNDECODABLE:
+                return body
+            if rows > self.max_batch:
+                detail = scoring.batch_too_large(rows, self.services.settings)
+                await _send(send, 413, orjson.dumps({"detail": detail}))
+                return None
+        try:
+            customers = self.many.decode(body).customers
+        except UNDECODABLE:
+            return body
         body, latency_ms = self.services.score_batch(model, customers, started, hot=True)
         await _send(send, 200, body, headers=[(b"server-timing", scoring.server_timing(latency_ms).encode())])
+        return None
 
     async def _accept(
-        self, scope: Scope, receive: Receive, send: Send, decoder: msgspec.json.Decoder[Any]
-    ) -> tuple[LoadedModel, Any, float] | None:
-        """The model, the decoded body and when the body had arrived, if the hot path can serve the request.
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[LoadedModel | None, bytes | None, float]:
+        """The model if the hot path may serve the request, its body, and when the body had arrived.
 
-        Otherwise the request is answered here (413) or forwarded to FastAPI, and None is returned.
+        No body: the request was answered here (413) or the client left. No model: FastAPI answers.
         Latencies count from the end of the body: waiting for the client's bytes is not server time.
         """
         content_type = authorization = None
@@ -100,19 +130,13 @@ class HotPath:
                 length = int(value)
         if length > self.max_body:
             await _send(send, 413, TOO_LARGE)
-            return None
+            return None, None, 0.0
         body = await self._read(receive, send)
-        if body is None:
-            return None
         started = time.perf_counter()
         model = self.services.holder.current
-        if model is not None and self._eligible(content_type, authorization):
-            try:
-                return model, decoder.decode(body), started
-            except msgspec.MsgspecError:
-                pass
-        await self._forward(scope, receive, send, body)
-        return None
+        if model is not None and not self._eligible(content_type, authorization):
+            model = None
+        return model, body, started
 
     def _eligible(self, content_type: bytes | None, authorization: bytes | None) -> bool:
         """JSON content type and, when one is configured, the right bearer token."""

@@ -2,15 +2,18 @@
 
 `POST /predict` and `POST /predict/batch` are normally answered by the hot path (`hotpath.HotPath`)
 before FastAPI sees them; these FastAPI routes define their OpenAPI contract and answer whatever the
-hot path hands over (anything it does not accept as plainly valid), with the same payloads.
+hot path hands over (anything it does not accept as plainly valid), with the same payloads. Their
+bodies are parsed strictly (`guard.GuardedRoute`). `probes` are public; `service` (/model, /stats)
+and `docs` need the bearer token when one is configured, like `predictions`.
 """
 
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from churnflow.serving import scoring
 from churnflow.serving.contract import (
@@ -23,17 +26,32 @@ from churnflow.serving.contract import (
     Problem,
     as_struct,
 )
-from churnflow.serving.dependencies import NO_CHAMPION, ModelDep, ServicesDep
+from churnflow.serving.dependencies import (
+    NO_CHAMPION,
+    ModelDep,
+    ServicesDep,
+    batch_within_limit,
+    require_json,
+)
+from churnflow.serving.guard import GuardedRoute
 
 JSON = "application/json"
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Bearer token missing or wrong (only when one is configured)."}
+}
 
 probes = APIRouter(tags=["service"])
+service = APIRouter(tags=["service"], responses=UNAUTHORIZED)
+docs = APIRouter(include_in_schema=False)
 predictions = APIRouter(
     tags=["predict"],
+    route_class=GuardedRoute,
+    dependencies=[Depends(require_json)],
     responses={
-        400: {"model": Problem, "description": "Body is not text (e.g. invalid UTF-8)."},
-        401: {"model": Problem, "description": "Bearer token missing or wrong (only when one is configured)."},
+        400: {"model": Problem, "description": "Body is not UTF-8 text."},
+        **UNAUTHORIZED,
         413: {"model": Problem, "description": "Request body or batch too large."},
+        415: {"model": Problem, "description": "Content type is not application/json."},
         503: {"model": Problem, "description": "No champion model loaded yet."},
     },
 )
@@ -53,7 +71,7 @@ async def ready(services: ServicesDep) -> Any:
     return {"status": "ready"}
 
 
-@probes.get("/model", response_model=ModelInfo, responses={503: {"model": Problem}})
+@service.get("/model", response_model=ModelInfo, responses={503: {"model": Problem}})
 async def model_info(model: ModelDep) -> dict[str, Any]:
     """The version serving now: alias, metrics, training time, data fingerprint."""
     version = model.version
@@ -69,27 +87,42 @@ async def model_info(model: ModelDep) -> dict[str, Any]:
     }
 
 
-@probes.get("/stats")
+@service.get("/stats")
 async def stats(services: ServicesDep) -> dict[str, Any]:
     """Counters: requests served, rows logged / uploaded / spooled, model swaps and refusals."""
     return services.stats()
 
 
 @predictions.post("/predict", response_model=Prediction)
-async def predict(customer: Customer, model: ModelDep, services: ServicesDep) -> Response:  # type: ignore[valid-type]
+async def predict(customer: Customer, model: ModelDep, services: ServicesDep) -> Response:
     """Score one customer: probability, prediction, risk level and the top feature contributions."""
     started = time.perf_counter()
     body = services.score_one(model, as_struct(customer), started, hot=False)
     return Response(body, media_type=JSON)
 
 
-@predictions.post("/predict/batch", response_model=BatchPrediction)
+@predictions.post("/predict/batch", response_model=BatchPrediction, dependencies=[Depends(batch_within_limit)])
 async def predict_batch(batch: BatchRequest, model: ModelDep, services: ServicesDep) -> Response:
     """Score many customers in one vectorised call (at most `max_batch`, else 413)."""
     started = time.perf_counter()
     customers = batch.customers  # type: ignore[attr-defined]
-    if len(customers) > services.settings.max_batch:
-        detail = scoring.batch_too_large(len(customers), services.settings)
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail)
     body, latency_ms = services.score_batch(model, [as_struct(c) for c in customers], started, hot=False)
     return Response(body, media_type=JSON, headers={"Server-Timing": scoring.server_timing(latency_ms)})
+
+
+@docs.get("/openapi.json")
+async def openapi(request: Request) -> JSONResponse:
+    """The OpenAPI spec."""
+    return JSONResponse(request.app.openapi())
+
+
+@docs.get("/docs")
+async def swagger(request: Request) -> HTMLResponse:
+    """Swagger UI over the spec."""
+    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} - Swagger UI")
+
+
+@docs.get("/redoc")
+async def redoc(request: Request) -> HTMLResponse:
+    """ReDoc over the spec."""
+    return get_redoc_html(openapi_url="/openapi.json", title=f"{request.app.title} - ReDoc")
