@@ -35,6 +35,11 @@ class Store:
 CUSTOMER = customer_struct()(**schema.EXAMPLE_CUSTOMER)
 
 
+def spooled_batches(directory):
+    """The spooled batches in a spool directory (not the segments, spare ones included)."""
+    return sorted(p.name for p in directory.iterdir() if p.suffix not in (OPEN, SEALED))
+
+
 def log_rows(logger, count, prefix="r"):
     for i in range(count):
         logger.log_one(f"{prefix}{i}", 1.0 + i, 3, CUSTOMER, 0.25, False, 0.5)
@@ -78,7 +83,7 @@ def test_a_segment_that_fills_up_is_sealed_and_the_next_one_continues(store, tmp
     logger.log_batch("a", 1.0, 3, big, [0.5] * 4000, [True] * 4000, 1.0)
     logger.log_batch("b", 2.0, 3, big * 3, [0.5] * 12000, [True] * 12000, 1.0)  # larger than a segment
     asyncio.run(logger.flush())
-    assert len(store.objects) == 2 and not list(tmp_path.iterdir())
+    assert len(store.objects) == 2 and not spooled_batches(tmp_path)
     assert [r["seq"] for r in store.records()] == list(range(1, 16001))
     assert logger.stats.uploaded == 16000 and SEGMENT_BYTES < 12000 * 500
 
@@ -118,7 +123,7 @@ def test_outage_spools_then_uploads_each_batch_once(store, tmp_path):
     asyncio.run(logger.flush())
     log_rows(logger, 5, "b")
     asyncio.run(logger.flush())
-    spooled = sorted(p.name for p in tmp_path.iterdir())
+    spooled = spooled_batches(tmp_path)
     assert len(spooled) == 2 and not store.objects
     # the 2nd flush retried the spooled batch, failed, and spooled the new one without trying it
     assert logger.stats.spooled == 9 and logger.stats.failed_uploads == 2
@@ -126,7 +131,7 @@ def test_outage_spools_then_uploads_each_batch_once(store, tmp_path):
     log_rows(logger, 1, "c")
     asyncio.run(logger.flush())
     assert {urllib.parse.unquote(name) for name in spooled} < set(store.objects)  # under their own names
-    assert len(store.objects) == 3 and not list(tmp_path.iterdir())
+    assert len(store.objects) == 3 and not spooled_batches(tmp_path)
     assert sorted(r["request_id"] for r in store.records()) == sorted(
         [f"a{i}" for i in range(4)] + [f"b{i}" for i in range(5)] + ["c0"]
     )
@@ -174,10 +179,10 @@ def test_an_upload_whose_answer_was_lost_is_stored_once(tmp_path):
     logger = RequestLogger(store, tmp_path, flush_rows=1000, flush_age_s=60)
     log_rows(logger, 3, "a")
     asyncio.run(logger.flush())
-    assert logger.stats.spooled == 3 and len(list(tmp_path.iterdir())) == 1
+    assert logger.stats.spooled == 3 and len(spooled_batches(tmp_path)) == 1
     log_rows(logger, 2, "b")
     asyncio.run(logger.flush())  # the spooled batch is already there: counted as uploaded, not duplicated
-    assert not list(tmp_path.iterdir())
+    assert not spooled_batches(tmp_path)
     assert sorted(r["request_id"] for r in store.records()) == ["a0", "a1", "a2", "b0", "b1"]
     assert logger.stats.uploaded == 5 and logger.stats.spooled == 0
 
@@ -216,8 +221,9 @@ def killed_child(work):
     if pid == 0:
         try:
             work()
-        finally:
-            os.kill(os.getpid(), signal.SIGKILL)
+        except BaseException:
+            os._exit(1)  # the parent's check below fails
+        os.kill(os.getpid(), signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
@@ -364,3 +370,31 @@ def test_shutdown_with_gcs_hanging_stays_within_its_bound_and_spools_the_rest(tm
 def test_an_upload_may_not_outlast_the_shutdown_bound():
     with pytest.raises(ValueError, match="log_upload_timeout_s"):
         PredictSettings(log_upload_timeout_s=6, log_shutdown_s=5)
+
+
+def test_a_delivered_segment_is_zeroed_and_reused_and_a_successor_skips_it(tmp_path):
+    objects, spool = tmp_path / "objects", tmp_path / "spool"
+    objects.mkdir()
+    store = FileStore(objects)
+
+    def reuse_then_die():
+        logger = RequestLogger(store, spool, flush_rows=1000, flush_age_s=60)
+        spool.mkdir()
+        log_rows(logger, 3, "a")
+        asyncio.run(logger.flush())
+        (spare,) = spool.iterdir()
+        assert spare.suffix == SEALED and not spare.read_bytes().strip(b"\0")
+        log_rows(logger, 2, "b")
+        asyncio.run(logger.flush())
+        assert [p.suffix for p in spool.iterdir()] == [SEALED]  # the same file, reused
+
+    killed_child(reuse_then_die)
+
+    async def successor():
+        logger = RequestLogger(store, spool, flush_rows=1000, flush_age_s=60)
+        logger.start()
+        await logger.stop()
+        return logger
+
+    assert asyncio.run(successor()).stats.recovered == 0 and not list(spool.iterdir())
+    assert sorted(r["request_id"] for r in store.records()) == ["a0", "a1", "a2", "b0", "b1"]
