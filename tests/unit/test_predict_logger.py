@@ -228,10 +228,27 @@ def killed_child(work):
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
 
-def test_rows_logged_before_a_kill_9_are_uploaded_by_the_next_process(tmp_path):
-    objects, spool = tmp_path / "objects", tmp_path / "spool"
-    objects.mkdir()
-    store = FileStore(objects)
+def restart(store, spool):
+    """A successor process's logger: started (recovering what it finds) and stopped."""
+
+    async def scenario():
+        logger = RequestLogger(store, spool, flush_rows=1000, flush_age_s=60)
+        logger.start()
+        await logger.stop()
+        return logger
+
+    return asyncio.run(scenario())
+
+
+@pytest.fixture
+def shared(tmp_path):
+    """A store and a spool directory shared with forked processes (the spool not made yet)."""
+    (tmp_path / "objects").mkdir()
+    return FileStore(tmp_path / "objects"), tmp_path / "spool"
+
+
+def test_rows_logged_before_a_kill_9_are_uploaded_by_the_next_process(shared):
+    store, spool = shared
 
     def log_then_die():
         logger = RequestLogger(store, spool, flush_rows=1000, flush_age_s=60)
@@ -240,43 +257,30 @@ def test_rows_logged_before_a_kill_9_are_uploaded_by_the_next_process(tmp_path):
         logger.log_batch("b", 9.0, 3, [CUSTOMER] * 3, (0.1, 0.5, 0.9), (False, True, True), 1.5)
 
     killed_child(log_then_die)
-    assert [p.suffix for p in spool.iterdir()] == [OPEN] and not list(objects.iterdir())
+    assert [p.suffix for p in spool.iterdir()] == [OPEN] and not store.records()
 
-    async def successor():
-        logger = RequestLogger(store, spool, flush_rows=1000, flush_age_s=60)
-        logger.start()
-        await wait_for(lambda: logger.stats.uploaded == 10)
-        await logger.stop()
-        return logger
-
-    logger = asyncio.run(successor())
+    logger = restart(store, spool)
     records = store.records()
     assert [r["request_id"] for r in records] == [f"r{i}" for i in range(7)] + ["b-0", "b-1", "b-2"]
     assert [r["seq"] for r in records] == list(range(1, 11))
     assert logger.stats.recovered == 10 and logger.stats.accepted == 0 and not list(spool.iterdir())
 
 
-def test_a_segment_uploaded_before_the_kill_is_not_stored_twice(tmp_path, monkeypatch):
-    objects, spool = tmp_path / "objects", tmp_path / "spool"
-    objects.mkdir()
-    store = FileStore(objects)
+def test_a_segment_uploaded_before_the_kill_is_not_stored_twice(shared, monkeypatch):
+    store, spool = shared
 
-    def upload_then_die_before_deleting_the_segment():
+    def upload_then_die_before_clearing_the_segment():
+        monkeypatch.setattr("churnflow.serving.request_logger.Segment.clear", lambda self: None)
         monkeypatch.setattr("churnflow.serving.request_logger.Segment.discard", lambda self: None)
         logger = RequestLogger(store, spool, flush_rows=1000, flush_age_s=60)
         spool.mkdir()
         log_rows(logger, 5)
         asyncio.run(logger.flush())
 
-    killed_child(upload_then_die_before_deleting_the_segment)
-    assert [p.suffix for p in spool.iterdir()] == [SEALED] and len(list(objects.iterdir())) == 1
+    killed_child(upload_then_die_before_clearing_the_segment)
+    assert [p.suffix for p in spool.iterdir()] == [SEALED] and len(store.records()) == 5
 
-    async def successor():
-        logger = RequestLogger(store, spool, flush_rows=1000, flush_age_s=60)
-        logger.start()
-        await logger.stop()
-
-    asyncio.run(successor())
+    assert restart(store, spool).stats.recovered == 5
     assert sorted(r["request_id"] for r in store.records()) == [f"r{i}" for i in range(5)]  # once each
     assert not list(spool.iterdir())
 
@@ -284,14 +288,7 @@ def test_a_segment_uploaded_before_the_kill_is_not_stored_twice(tmp_path, monkey
 def test_a_torn_last_line_is_dropped_on_recovery(store, tmp_path):
     line = request_log.encode_lines([{"request_id": "whole"}])
     (tmp_path / f"dead-000001{OPEN}").write_bytes(line + b'{"request_id": "to' + bytes(4096))
-
-    async def successor():
-        logger = RequestLogger(store, tmp_path, flush_rows=1000, flush_age_s=60)
-        logger.start()
-        await logger.stop()
-        return logger
-
-    assert asyncio.run(successor()).stats.recovered == 1
+    assert restart(store, tmp_path).stats.recovered == 1
     assert [r["request_id"] for r in store.records()] == ["whole"]
     ((name, _),) = store.objects.items()
     assert name.endswith("-dead-000001.jsonl.gz")
@@ -372,10 +369,8 @@ def test_an_upload_may_not_outlast_the_shutdown_bound():
         PredictSettings(log_upload_timeout_s=6, log_shutdown_s=5)
 
 
-def test_a_delivered_segment_is_zeroed_and_reused_and_a_successor_skips_it(tmp_path):
-    objects, spool = tmp_path / "objects", tmp_path / "spool"
-    objects.mkdir()
-    store = FileStore(objects)
+def test_a_delivered_segment_is_zeroed_and_reused_and_a_successor_skips_it(shared):
+    store, spool = shared
 
     def reuse_then_die():
         logger = RequestLogger(store, spool, flush_rows=1000, flush_age_s=60)
@@ -389,12 +384,5 @@ def test_a_delivered_segment_is_zeroed_and_reused_and_a_successor_skips_it(tmp_p
         assert [p.suffix for p in spool.iterdir()] == [SEALED]  # the same file, reused
 
     killed_child(reuse_then_die)
-
-    async def successor():
-        logger = RequestLogger(store, spool, flush_rows=1000, flush_age_s=60)
-        logger.start()
-        await logger.stop()
-        return logger
-
-    assert asyncio.run(successor()).stats.recovered == 0 and not list(spool.iterdir())
+    assert restart(store, spool).stats.recovered == 0 and not list(spool.iterdir())
     assert sorted(r["request_id"] for r in store.records()) == ["a0", "a1", "a2", "b0", "b1"]
