@@ -9,6 +9,7 @@ measured round-robin (a, b, c, d, a, ...) so drift on a shared machine hits them
 
   (a) service        this service (`functions/predict`), request logging on (to the GCS emulator)
   (a') service_nolog the same with CHURNFLOW_LOG_REQUESTS=false (for the logging ratio)
+  (a'') service_nowal the same with CHURNFLOW_LOG_WRITE_AHEAD=false (rows wait in memory: the cost of the WAL)
   (b) mlflow         `mlflow models serve -m models:/churn@champion --env-manager local`
   (c) fastapi_noop   a FastAPI endpoint that validates the same pydantic body and returns a constant
   (d) asgi_noop      a bare ASGI app that reads the body and returns a constant with orjson
@@ -234,9 +235,11 @@ def variants(example: dict[str, Any], spool_dir: Path) -> list[Variant]:
     bench = [python, "-m", "uvicorn", "--factory", "--app-dir", "bench", "--port", "{port}"]
     mlflow = [python, "-m", "mlflow", "models", "serve", "-m", "models:/churn@champion", "--env-manager", "local"]
     nolog_env = {**service_env, "CHURNFLOW_LOG_REQUESTS": "false"}
+    nowal_env = {"CHURNFLOW_SPOOL_DIR": f"{spool_dir}-nowal", "CHURNFLOW_LOG_WRITE_AHEAD": "false"}
     return [
         Variant("service", [*service, *UVICORN_FLAGS], "/predict", one, service_env),
         Variant("service_nolog", [*service, *UVICORN_FLAGS], "/predict", one, nolog_env),
+        Variant("service_nowal", [*service, *UVICORN_FLAGS], "/predict", one, nowal_env),
         Variant("mlflow", [*mlflow, "-h", "127.0.0.1", "-p", "{port}", "-w", "1"], "/invocations",
                 json.dumps({"dataframe_records": [example]}).encode(), {"MLFLOW_DISABLE_TELEMETRY": "true"}),
         Variant("fastapi_noop", [*bench, "predict:fastapi_noop", *UVICORN_FLAGS], "/predict", one),
@@ -357,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "rps_service": round(rps["service"], 1),
         "rps_service_nolog": round(rps["service_nolog"], 1),
+        "rps_service_nowal": round(rps["service_nowal"], 1),
         "rps_mlflow": round(rps["mlflow"], 1),
         "rps_fastapi_noop": round(rps["fastapi_noop"], 1),
         "rps_asgi_noop": round(rps["asgi_noop"], 1),
@@ -371,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
         "cold_start_mlflow_s": round(statistics.median(cold["mlflow"]), 3),
         "cold_start_ratio": round(statistics.median(cold["mlflow"]) / statistics.median(cold["service"]), 1),
         "logging_ratio": round(rps["service"] / rps["service_nolog"], 3),
+        "logging_ratio_nowal": round(rps["service_nowal"] / rps["service_nolog"], 3),
+        "logging_ratio_by_round": [
+            round(a["rps"] / b["rps"], 3) for a, b in zip(runs["service"], runs["service_nolog"], strict=True)
+        ],
+        "wal_ratio": round(rps["service"] / rps["service_nowal"], 3),
         "errors": int(sum(run["errors"] for run in runs["service"])),
         "errors_by_server": {name: int(sum(run["errors"] for run in runs[name])) for name in runs},
         "batch_1000_client_ms": round(batch["client_ms"], 2),

@@ -26,9 +26,16 @@ deploy_service() {
 }
 
 log "predict ${tag}"
-# CPU stays allocated between requests: the request log is flushed in the background
+# CPU stays allocated between requests: the request log is flushed in the background.
+# The request log's segments and spool live on an in-memory volume of their own, capped: its writes
+# count against the 512 MiB and it dies with the instance (as /tmp would). The spool holds at most
+# 64 MiB of batches (beyond: dropped, counted in /stats); the rest is room for the write-ahead
+# segments (4 MiB each: the one written, those being uploaded, two spare). Cleared and added again: every deploy states them.
+predict_env="${common_env},CHURNFLOW_SPOOL_DIR=/spool,CHURNFLOW_SPOOL_MAX_BYTES=$((64 << 20))"
 deploy_service "${PREDICT_SERVICE}" --image="${PREDICT_IMAGE}:${tag}" \
-  --service-account="$(sa_email "${PREDICT_SA}")" --set-env-vars="${common_env}" "${vpc[@]}" \
+  --service-account="$(sa_email "${PREDICT_SA}")" --set-env-vars="${predict_env}" "${vpc[@]}" \
+  --clear-volumes --add-volume=name=spool,type=in-memory,size-limit=96Mi \
+  --clear-volume-mounts --add-volume-mount=volume=spool,mount-path=/spool \
   --ingress=all --cpu=1 --memory=512Mi --concurrency=80 --no-cpu-throttling --cpu-boost \
   --min-instances="${PREDICT_MIN_INSTANCES}" --max-instances="${PREDICT_MAX_INSTANCES}"
 

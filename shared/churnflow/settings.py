@@ -113,15 +113,35 @@ class PredictSettings(CommonSettings):
     log_requests: bool = Field(True, description="Write every scored row to the request log in GCS.")
     log_flush_rows: int = Field(5000, gt=0, description="Flush the request log once this many rows wait.")
     log_flush_age_s: float = Field(5.0, gt=0, description="Flush the request log at least this often.")
-    log_upload_timeout_s: float = Field(5.0, gt=0, description="Timeout of one request-log upload.")
+    log_upload_timeout_s: float = Field(
+        5.0, gt=0, description="Timeout of one request-log upload (at most log_shutdown_s)."
+    )
+    log_shutdown_s: float = Field(
+        5.0,
+        gt=0,
+        description="Longest the request log's flush at shutdown takes; what is not uploaded by then is spooled.",
+    )
+    log_write_ahead: bool = Field(
+        True, description="Copy each row into a segment file in spool_dir before answering (survives a killed process)."
+    )
     spool_dir: Path = Field(
-        Path("/tmp/churnflow-spool"), description="Where request-log batches wait while GCS is unreachable."
+        Path("/tmp/churnflow-spool"),
+        description="Request-log segments (write-ahead) and batches waiting while GCS is unreachable.",
+    )
+    spool_max_bytes: int = Field(
+        64 << 20,
+        gt=0,
+        description="Most bytes of batches waiting in spool_dir; beyond it a batch is dropped (counted).",
     )
 
     @model_validator(mode="after")
     def _ordered_thresholds(self) -> PredictSettings:
         if not self.risk_medium < self.risk_high:
             raise ValueError("risk_medium must be below risk_high")
+        if self.log_upload_timeout_s > self.log_shutdown_s:
+            raise ValueError(
+                "log_upload_timeout_s must not exceed log_shutdown_s (an upload under way must end in time)"
+            )
         return self
 
 

@@ -1,4 +1,4 @@
-"""Lossless request logging of a real uvicorn process under load, across a 10 s GCS outage and SIGTERM."""
+"""Lossless request logging of a real uvicorn process under load: a 10 s GCS outage, SIGTERM, kill -9."""
 
 import os
 import signal
@@ -135,3 +135,121 @@ def test_gcs_down_for_10s_under_load_loses_nothing(stack_env, champion, fake_gcs
     assert len(logged) == len(served)  # nothing lost, nothing duplicated
     assert set(logged) == served
     assert not list((tmp_path / "spool").iterdir())
+
+
+class Server:
+    """One `uvicorn main:app` process of the predict service on 127.0.0.1."""
+
+    def __init__(self, env, log_path):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(REPO_ROOT / "functions" / "predict")]
+        argv += ["--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        assert wait_for(lambda: answers(f"{self.base}/ready")), log_path.read_text()
+
+    def stats(self):
+        return httpx.get(f"{self.base}/stats").json()["request_log"]
+
+    def terminate(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def server_env(fake_gcs, spool, **extra):
+    return {
+        **os.environ,
+        "STORAGE_EMULATOR_HOST": fake_gcs.url,
+        "CHURNFLOW_PROJECT": PROJECT,
+        "CHURNFLOW_BUCKET": BUCKET,
+        "CHURNFLOW_SPOOL_DIR": str(spool),
+        **extra,
+    }
+
+
+def load(base, answered, stop):
+    """Post single rows until `stop` or the server goes away; keep the ids of the rows answered 200."""
+    with httpx.Client(base_url=base, timeout=10) as http:
+        while not stop.is_set():
+            try:
+                response = http.post("/predict", json=schema.EXAMPLE_CUSTOMER)
+            except httpx.HTTPError:
+                return
+            if response.status_code == 200:
+                answered.append(response.json()["request_id"])
+
+
+def stored_request_ids(fake_gcs):
+    bucket = bootstrap.storage_client(fake_gcs.url, PROJECT).bucket(BUCKET)
+    return [
+        record["request_id"]
+        for blob in bucket.list_blobs(prefix=layout.REQUEST_LOG_PREFIX)
+        for record in request_log.decode_batch(blob.download_as_bytes()).records
+    ]
+
+
+def test_kill_9_under_load_loses_no_row_answered_200(stack_env, champion, fake_gcs, tmp_path):
+    spool = tmp_path / "spool"
+    env = server_env(fake_gcs, spool, CHURNFLOW_LOG_FLUSH_ROWS="700", CHURNFLOW_LOG_FLUSH_AGE_S="5")
+    victim = Server(env, tmp_path / "victim.log")
+    answered = [[] for _ in range(4)]
+    stop = threading.Event()
+    workers = [threading.Thread(target=load, args=(victim.base, ids, stop)) for ids in answered]
+    for worker in workers:
+        worker.start()
+    time.sleep(4)
+    before = victim.stats()
+    victim.process.kill()  # SIGKILL: no lifespan shutdown, no flush
+    victim.process.wait(timeout=10)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    served = [request_id for ids in answered for request_id in ids]
+    assert before["uploaded"] > 0 and len(served) > before["uploaded"]  # some rows were still waiting
+
+    successor = Server(env, tmp_path / "successor.log")  # same spool directory
+    try:
+        assert wait_for(lambda: successor.stats()["pending"] == 0 and successor.stats()["spooled"] == 0)
+        recovered = successor.stats().get("recovered")
+    finally:
+        successor.terminate()
+    logged = stored_request_ids(fake_gcs)
+    print(f"answered 200: {len(served)}, stored: {len(logged)}, recovered from the WAL: {recovered}")
+    assert len(logged) == len(set(logged))  # nothing duplicated
+    assert set(served) <= set(logged)  # nothing answered 200 is lost
+    assert len(set(logged) - set(served)) <= len(workers)  # at most the requests in flight at the kill
+    assert not list(spool.iterdir())
+
+
+def test_shutdown_with_gcs_hanging_is_bounded_and_spools_for_the_next_process(stack_env, champion, fake_gcs, tmp_path):
+    spool = tmp_path / "spool"
+    env = server_env(fake_gcs, spool, CHURNFLOW_LOG_FLUSH_AGE_S="0.5")
+    server = Server(env, tmp_path / "server.log")
+    answered = []
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        for _ in range(50):
+            answered.append(http.post("/predict", json=schema.EXAMPLE_CUSTOMER).json()["request_id"])
+        fake_gcs.process.send_signal(signal.SIGSTOP)  # GCS accepts connections and never answers
+        try:
+            for _ in range(50):
+                answered.append(http.post("/predict", json=schema.EXAMPLE_CUSTOMER).json()["request_id"])
+            time.sleep(1)  # an upload is under way, hanging
+            began = time.monotonic()
+            server.terminate()
+            print(f"shutdown with GCS hanging took {time.monotonic() - began:.2f} s")
+        finally:
+            fake_gcs.process.send_signal(signal.SIGCONT)
+    log = server.log_path.read_text()
+    assert "(bound 5.0 s);" in log and "Application shutdown complete" in log  # the logger's own bound
+    assert list(spool.iterdir())  # what GCS did not take was spooled
+
+    successor = Server(env, tmp_path / "successor.log")
+    try:
+        assert wait_for(lambda: successor.stats()["spooled"] == 0)
+    finally:
+        successor.terminate()
+    logged = stored_request_ids(fake_gcs)
+    assert sorted(logged) == sorted(answered)  # nothing lost, nothing duplicated
+    assert not list(spool.iterdir())

@@ -58,7 +58,16 @@ class Services:
             uploader = uploader or MediaUploader(
                 settings.bucket, request_log.CONTENT_TYPE, settings.log_upload_timeout_s
             )
-            logger = RequestLogger(uploader, settings.spool_dir, settings.log_flush_rows, settings.log_flush_age_s)
+            logger = RequestLogger(
+                uploader,
+                settings.spool_dir,
+                settings.log_flush_rows,
+                settings.log_flush_age_s,
+                upload_timeout_s=settings.log_upload_timeout_s,
+                shutdown_s=settings.log_shutdown_s,
+                spool_max_bytes=settings.spool_max_bytes,
+                write_ahead=settings.log_write_ahead,
+            )
         return cls(settings, holder, logger)
 
     async def start(self) -> None:

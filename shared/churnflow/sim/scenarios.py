@@ -115,6 +115,8 @@ def to_log_records(
             request_log.PROBABILITY: probability,
             request_log.PREDICTION: int(probability >= threshold),
             request_log.LATENCY_MS: 0.05,
+            request_log.INSTANCE: id_prefix,
+            request_log.SEQUENCE: i + 1,
         }
 
 

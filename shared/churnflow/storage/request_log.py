@@ -25,6 +25,8 @@ MODEL_VERSION = "model_version"
 PROBABILITY = "churn_probability"
 PREDICTION = "churn_prediction"
 LATENCY_MS = "latency_ms"
+INSTANCE = "instance"
+SEQUENCE = "seq"
 RECORD_FIELDS: tuple[str, ...] = (
     REQUEST_ID,
     TIMESTAMP,
@@ -33,15 +35,21 @@ RECORD_FIELDS: tuple[str, ...] = (
     PROBABILITY,
     PREDICTION,
     LATENCY_MS,
+    INSTANCE,
+    SEQUENCE,
 )
 Record = msgspec.defstruct(
     "Record",
     [(REQUEST_ID, str), (TIMESTAMP, float), (MODEL_VERSION, int)]
     + [(name, Any) for name in schema.FEATURE_NAMES]
-    + [(PROBABILITY, float), (PREDICTION, int), (LATENCY_MS, float)],
+    + [(PROBABILITY, float), (PREDICTION, int), (LATENCY_MS, float), (INSTANCE, str), (SEQUENCE, int)],
     gc=False,
 )
-"""One scored row as the writer builds it: the fields of RECORD_FIELDS, in that order."""
+"""One scored row as the writer builds it: the fields of RECORD_FIELDS, in that order.
+
+`instance` names the writing process (random per start) and `seq` numbers its rows 1, 2, 3, ... with no
+gap, so a reader can count rows lost mid-stream per instance (older records have neither field).
+"""
 CONTENT_TYPE = "application/x-ndjson"
 COMPRESS_LEVEL = 1
 """ISA-L level (0-3) of the log objects."""

@@ -48,6 +48,7 @@ class MediaUploader:
         url = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
         self.content_type = content_type
         self.timeout_s = timeout_s
+        self._timeout_s = timeout_s
         self._secure = url.scheme == "https"
         self._host = url.netloc
         self._path = f"{url.path.rstrip('/')}/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o"
@@ -55,8 +56,10 @@ class MediaUploader:
         self._credentials = credentials
         self._connection: http.client.HTTPConnection | None = None
 
-    def __call__(self, name: str, data: bytes) -> None:
-        """Create object `name` holding `data`; raises ObjectExists, UploadFailed or OSError."""
+    def __call__(self, name: str, data: bytes, timeout_s: float | None = None) -> None:
+        """Create object `name` holding `data` (socket timeout `timeout_s`, else the default); raises
+        ObjectExists, UploadFailed or OSError."""
+        self._set_timeout(self.timeout_s if timeout_s is None else timeout_s)
         target = f"{self._path}?uploadType=multipart&ifGenerationMatch=0"
         boundary = os.urandom(16).hex()  # random: cannot occur in the data by accident
         metadata = json.dumps({"name": name, "contentType": self.content_type})
@@ -88,10 +91,17 @@ class MediaUploader:
             self._connection.close()
             self._connection = None
 
+    def _set_timeout(self, timeout_s: float) -> None:
+        if self._connection is not None:
+            self._connection.timeout = timeout_s
+            if self._connection.sock is not None:
+                self._connection.sock.settimeout(timeout_s)
+        self._timeout_s = timeout_s
+
     def _post(self, target: str, data: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         if self._connection is None:
             connection_class = http.client.HTTPSConnection if self._secure else http.client.HTTPConnection
-            self._connection = connection_class(self._host, timeout=self.timeout_s)
+            self._connection = connection_class(self._host, timeout=self._timeout_s)
         try:
             self._connection.request("POST", target, body=data, headers=headers)
             response = self._connection.getresponse()

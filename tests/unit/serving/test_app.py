@@ -47,7 +47,7 @@ class Store:
     def __init__(self):
         self.objects = {}
 
-    def __call__(self, name, data):
+    def __call__(self, name, data, timeout_s=None):
         self.objects[name] = data
 
     def records(self):

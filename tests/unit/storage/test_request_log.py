@@ -18,6 +18,8 @@ def record(i):
         "churn_probability": 0.25,
         "churn_prediction": 0,
         "latency_ms": 0.1,
+        "instance": "0123456789abcdef",
+        "seq": i + 1,
     }
 
 
