@@ -332,7 +332,12 @@ def test_services_get_the_settings_they_read(recorded):
     def env(name: str) -> dict[str, str]:
         return dict(pair.split("=", 1) for pair in flag(found[name], "--set-env-vars").split(","))
 
-    assert env("churnflow-predict") == env("churnflow-monitor") == common
+    assert env("churnflow-monitor") == common
+    # the request log's write-ahead segments and spool live on a capped in-memory volume
+    assert env("churnflow-predict") == common | {
+        "CHURNFLOW_SPOOL_DIR": "/spool",
+        "CHURNFLOW_SPOOL_MAX_BYTES": "67108864",
+    }
     assert env("churnflow-retrain") == common | {
         "CHURNFLOW_DATA_URI": f"gs://{PROJECT}-churnflow/{layout.TRAINING_DATA}"
     }

@@ -199,8 +199,13 @@ def _loop(
             else None
         )
 
+    def run_record() -> RetrainOutcome | None:
+        name = layout.run_record(state.request_id)
+        return gcs.read_model(common.project, common.bucket, name, RetrainOutcome)[0]
+
     state = wait_for(finished, 180, "the retrain job")
-    outcome, _ = gcs.read_model(common.project, common.bucket, layout.run_record(state.request_id), RetrainOutcome)
+    # the job records its run just after it marks the state finished
+    outcome = wait_for(run_record, 30, "the retrain run record") if state.status is not RetrainStatus.FAILED else None
     result.retrain_status = state.status.value
     result.promoted_version = state.promoted_version
     result.job_runs = len(gcs.list_names(common.project, common.bucket, layout.RUN_RECORDS_PREFIX))
