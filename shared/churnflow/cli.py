@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -31,11 +30,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _labels_import(args: argparse.Namespace) -> int:
+    from churnflow.outcomes.label_import import import_labels
     from churnflow.settings import CommonSettings
-    from churnflow.storage.labels import LabelValidationError, import_labels
+    from churnflow.storage.labels import LabelValidationError
 
     try:
-        uri, count = import_labels(CommonSettings(), Path(args.file))
+        uri, count = import_labels(CommonSettings(), args.file)
     except (LabelValidationError, FileNotFoundError, ValueError) as error:
         print(f"churnflow labels import: {error}", file=sys.stderr)
         print("Nothing was stored.", file=sys.stderr)
@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="labels_command", required=True
     )
     labels_import = labels.add_parser("import", help="validate a labels file (CSV or JSONL) and store it in GCS")
-    labels_import.add_argument("file", help="columns: request_id, churned (yes/no), observed_at (ISO 8601)")
+    labels_import.add_argument(
+        "file", help="path or gs:// URI; columns: request_id, churned (yes/no), observed_at (ISO 8601)"
+    )
     labels_import.set_defaults(handler=_labels_import)
     promote = commands.add_parser("promote", help="point the champion alias at a version (e.g. a rollback)")
     promote.add_argument("--version", type=int, required=True)

@@ -8,6 +8,7 @@ Emulators are chosen by the standard variables (`STORAGE_EMULATOR_HOST`, `PUBSUB
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,17 @@ class CommonSettings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CHURNFLOW_MLFLOW_TRACKING_URI"),
     )
     registry_timeout_s: float = Field(5.0, gt=0, description="Per-call timeout towards MLflow.")
+    outcomes_engine: Literal["duckdb", "bigquery"] = Field(
+        "duckdb", description="What queries the request log and labels: DuckDB in-process, or BigQuery."
+    )
+    bigquery_dataset: str = Field("churnflow", description="BigQuery dataset of the request_log and labels tables.")
+    bigquery_location: str = Field("EU", description="Location of the BigQuery dataset (where its jobs run).")
+    labels_source: str = Field(
+        "",
+        description="Where outcomes come from: empty = the imported labels under labels/; else a table "
+        "(project.dataset.table) or a SELECT of the engine returning request_id, churned, observed_at.",
+    )
+    duckdb_memory_limit: str = Field("1GB", description="DuckDB's memory limit (it spills to disk beyond it).")
 
 
 class RequestTimingSettings(CommonSettings):
@@ -73,6 +85,10 @@ class RetrainSettings(TrainSettings, RequestTimingSettings):
     region: str = "europe-west1"
     job_name: str = "churnflow-retrain"
     job_log_dir: Path | None = Field(None, description="Where a locally launched job writes its log.")
+    retrain_max_rows: int = Field(
+        200_000, ge=1, description="Most labelled recent requests a retrain reads (the newest ones)."
+    )
+    retrain_max_age_days: int = Field(90, ge=1, description="Labelled requests older than this are not read.")
 
 
 class LocalStackSettings(BaseSettings):

@@ -53,30 +53,12 @@ def test_a_window_lists_the_batches_named_inside_it(reader):
     assert all(o.size > 0 for o in listing.objects) and listing.unnamed == 1
 
 
-def test_a_prefix_lists_every_object_under_it(reader):
-    assert len(reader.list_objects(layout.REQUEST_LOG_PREFIX).objects) == 7
-    hour = reader.list_objects(layout.request_log_partition(NOW.replace(hour=13)))
-    assert len(hour.objects) == 3 and hour.unnamed == 0
-
-
-def test_read_all_returns_every_record_in_time_order(reader):
-    logged = reader.read_all(Window(NOW - timedelta(hours=2), NOW))
-    assert [r["request_id"] for r in logged.records] == [f"r{i}" for i in range(500)]
-    assert (logged.corrupt_objects, logged.bad_lines) == (0, 0)
-    both_hours = reader.read_all(*layout.request_log_partitions(NOW - timedelta(hours=1), NOW))
-    assert len(both_hours.records) == 600  # whole partitions: the 14:40 batch too, and the stray object
-    assert both_hours.bad_lines == 0 and both_hours.corrupt_objects == 1
-
-
 def test_a_corrupt_object_and_bad_lines_are_skipped_and_counted(reader):
     data = request_log.encode_batch(record(1000 + i) for i in range(50))
     put(reader, layout.request_log_object(NOW - timedelta(minutes=5), "cut"), data[: len(data) // 2])
     damaged = request_log.compress(b'{"request_id": "x"}\n{oops\n')
     put(reader, layout.request_log_object(NOW - timedelta(minutes=4), "bad"), damaged)
     window = Window(NOW - timedelta(minutes=6), NOW)
-    logged = reader.read_all(window)
-    assert [r["request_id"] for r in logged.records] == ["x"]
-    assert (logged.corrupt_objects, logged.bad_lines) == (1, 1)
     sample = reader.read_sample(window, rows=1000, objects=64, seed=0)
     assert (sample.objects, sample.corrupt_objects, sample.bad_lines, sample.bad_rows) == (2, 1, 1, 1)
 

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 
 from churnflow.core.messages import MESSAGE_ID_ENV, REQUEST_ENV, RetrainRequested
 from churnflow.core.scorer import CompiledScorer
+from churnflow.outcomes.label_import import import_labels
 from churnflow.registry import tags as tag_names
 from churnflow.registry import write as registry_write
 from churnflow.registry.read import RegistryClient
@@ -24,7 +25,7 @@ from churnflow.retraining.request_state import RetrainStatus, Timing, claim, con
 from churnflow.retraining.request_store import StateStore, request_retrain
 from churnflow.settings import RetrainSettings
 from churnflow.sim import scenarios
-from churnflow.storage import gcs, labels, layout, request_log
+from churnflow.storage import gcs, layout, request_log
 from churnflow.training.register import run_training
 
 pytestmark = pytest.mark.integration
@@ -59,7 +60,7 @@ def loop(stack_env, story, tmp_path):
         f"{r['request_id']},{churn},2026-11-20T00:00:00Z" for r, churn in zip(records, traffic["Churn"], strict=True)
     ]
     labels_file.write_text("\n".join(lines) + "\n")
-    uri, count = labels.import_labels(settings, labels_file)
+    uri, count = import_labels(settings, labels_file)
     assert count == len(traffic) and uri.startswith(f"gs://{bucket}/labels/")
     return settings, v1, client
 

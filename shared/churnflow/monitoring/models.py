@@ -107,8 +107,12 @@ class LabelledPerformance(BaseModel):
     rows: int
     churn_rate: float
     roc_auc: float | None  # None when the labelled rows hold a single class
-    accuracy: float
+    accuracy: float  # of the served prediction
+    mean_probability: float | None = None  # calibration: against churn_rate
+    brier: float | None = None
     lookback_days: int
+    unreadable_rows: int = 0  # log lines of the window that were not JSON records (skipped)
+    skipped_objects: int = 0  # log objects of the window that were not complete gzip (skipped)
 
 
 class CheckSummary(_Frozen):

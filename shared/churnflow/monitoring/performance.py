@@ -1,59 +1,43 @@
 """How well the champion did on recent traffic whose outcomes are known (ground-truth labels).
 
 Drift says the inputs moved; labels say whether the model is still right. The performance is measured
-on what the service actually answered: the logged probability of each labelled request scored by the
-champion, so no rescoring is involved.
+on what the service actually answered: the logged probability and prediction of each labelled request
+scored by the champion, so no rescoring is involved. The query engine joins and aggregates; only one
+row of sums reaches Python, however many requests the look-back holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
-
-import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from churnflow.monitoring.models import LabelledPerformance
+from churnflow.outcomes.engine import open_engine
+from churnflow.outcomes.labelled import PerformanceCounts, performance
 from churnflow.settings import CommonSettings
-from churnflow.storage import labels, layout, request_log
-from churnflow.storage.request_log_reader import RequestLogReader
 
 
-def labelled_metrics(
-    records: Iterable[Mapping[str, Any]], outcomes: Mapping[str, bool], model_version: int, lookback_days: int
-) -> LabelledPerformance | None:
-    """Performance of `model_version` on the records that have a label; None when none has."""
-    pairs = [
-        (
-            float(r[request_log.PROBABILITY]),
-            int(bool(r[request_log.PREDICTION])),
-            int(outcomes[r[request_log.REQUEST_ID]]),
-        )
-        for r in records
-        if r.get(request_log.MODEL_VERSION) == model_version and r.get(request_log.REQUEST_ID) in outcomes
-    ]
-    if not pairs:
+def labelled_metrics(counts: PerformanceCounts, model_version: int, lookback_days: int) -> LabelledPerformance | None:
+    """The metrics of the labelled requests the counts sum over; None when there are none."""
+    if not counts.n:
         return None
-    probability, predicted, churned = (np.array(column) for column in zip(*pairs, strict=True))
-    auc = float(roc_auc_score(churned, probability)) if len(np.unique(churned)) == 2 else None
     return LabelledPerformance(
         model_version=model_version,
-        rows=len(pairs),
-        churn_rate=float(churned.mean()),
-        roc_auc=auc,
-        accuracy=float((predicted == churned).mean()),
+        rows=counts.n,
+        churn_rate=counts.positives / counts.n,
+        roc_auc=counts.roc_auc,
+        accuracy=counts.correct / counts.n,
+        mean_probability=counts.sum_probability / counts.n,
+        brier=counts.sum_squared_error / counts.n,
         lookback_days=lookback_days,
+        unreadable_rows=counts.unreadable_rows,
+        skipped_objects=counts.skipped_objects,
     )
 
 
 def labelled_performance(
     settings: CommonSettings, now: datetime, model_version: int, lookback_days: int
 ) -> LabelledPerformance | None:
-    """The champion's performance on labelled requests of the last `lookback_days` days (None without labels)."""
-    outcomes = labels.read_outcomes(settings)
-    if not outcomes:
-        return None
-    days = [layout.request_log_day(now - timedelta(days=day)) for day in range(lookback_days + 1)]
-    logged = RequestLogReader(settings.project, settings.bucket).read_all(*days)
-    return labelled_metrics(logged.records, outcomes, model_version, lookback_days)
+    """The champion's performance on labelled requests logged in the last `lookback_days` days and today."""
+    start = (now - timedelta(days=lookback_days)).date()
+    counts = performance(open_engine(settings), model_version, start, now.date())
+    return labelled_metrics(counts, model_version, lookback_days)

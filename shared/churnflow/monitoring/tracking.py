@@ -35,8 +35,9 @@ def summary_metrics(summary: CheckSummary) -> dict[str, float]:
     if summary.performance is not None:
         metrics["labelled.rows"] = float(summary.performance.rows)
         metrics["labelled.accuracy"] = summary.performance.accuracy
-        if summary.performance.roc_auc is not None:
-            metrics["labelled.roc_auc"] = summary.performance.roc_auc
+        optional = {"roc_auc": summary.performance.roc_auc, "brier": summary.performance.brier}
+        optional["mean_probability"] = summary.performance.mean_probability
+        metrics.update({f"labelled.{name}": value for name, value in optional.items() if value is not None})
     return metrics
 
 

@@ -25,14 +25,16 @@ import pandas as pd
 from churnflow.core import schema
 from churnflow.local import stack
 from churnflow.monitoring.models import CheckStatus, CheckSummary
+from churnflow.outcomes.engine import open_engine
+from churnflow.outcomes.label_import import import_labels
+from churnflow.outcomes.labelled import unknown_request_ids
 from churnflow.retraining.job import RetrainOutcome
 from churnflow.retraining.request_state import RetrainState, RetrainStatus
 from churnflow.retraining.request_store import StateStore
 from churnflow.settings import REPO_ROOT, CommonSettings, LocalStackSettings, TrainSettings
 from churnflow.sim import scenarios
 from churnflow.sim.traffic import Prober, next_check, send, wait_for
-from churnflow.storage import gcs, labels, layout, request_log
-from churnflow.storage.request_log_reader import RequestLogReader
+from churnflow.storage import gcs, layout
 from churnflow.training import data
 from churnflow.training.register import run_training
 
@@ -161,13 +163,9 @@ def _loop(
     # outcomes become known for the new segment's customers (the others' are already in the training data)
     labelled = {i: churn for i, churn in zip(ids, shifted[schema.TARGET], strict=True) if churn is not None}
     settings = CommonSettings(bucket=common.bucket, project=common.project)
-    log_reader = RequestLogReader(settings.project, settings.bucket)
-
-    def logged_ids() -> set[str]:
-        return {str(r[request_log.REQUEST_ID]) for r in log_reader.read_all(layout.REQUEST_LOG_PREFIX).records}
-
+    engine = open_engine(settings)
     wait_for(
-        lambda: set(ids) <= logged_ids(),
+        lambda: not unknown_request_ids(engine, ids, pd.Timestamp.now(tz="UTC").date()),
         30,
         "the request log to reach GCS",
         every_s=0.5,
@@ -175,7 +173,7 @@ def _loop(
     labels_file = local.state_dir / "labels.csv"
     rows = [f"{i},{churn},{pd.Timestamp.now(tz='UTC').isoformat()}" for i, churn in labelled.items()]
     labels_file.write_text("request_id,churned,observed_at\n" + "\n".join(rows) + "\n")
-    uri, count = labels.import_labels(settings, labels_file)
+    uri, count = import_labels(settings, labels_file)
     say(f"Labels arrive: {count} churn outcomes imported ({uri})")
 
     drifted: CheckSummary | None = None

@@ -2,8 +2,9 @@
 
 A label names the request it belongs to (`request_id`, as returned by `/predict` and logged), whether
 that customer churned, and when that was observed. A batch is validated whole against the logged
-requests; a valid batch is stored as one gzip JSON-lines object under the labels prefix, created with
-a generation precondition so an import is written once or not at all.
+requests (outcomes.label_import asks the query engine which ids are unknown); a valid batch is stored
+as one gzip JSON-lines object under the labels prefix, created with a generation precondition so an
+import is written once or not at all.
 """
 
 from __future__ import annotations
@@ -11,21 +12,20 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 from churnflow.settings import CommonSettings
 from churnflow.storage import gcs, layout, request_log
-from churnflow.storage.request_log_reader import RequestLogReader
 
 FIELDS = ("request_id", "churned", "observed_at")
 _TRUE = {"yes", "true", "1"}
 _FALSE = {"no", "false", "0"}
+CONTENT_TYPE = "application/x-ndjson"
 
 
 class LabelValidationError(ValueError):
@@ -38,7 +38,7 @@ class LabelValidationError(ValueError):
         super().__init__(f"{len(errors)} label error(s):\n  {shown}{more}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Label:
     """One observed churn outcome for a logged request."""
 
@@ -51,12 +51,13 @@ class Label:
         return {"request_id": self.request_id, "churned": self.churned, "observed_at": self.observed_at.isoformat()}
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a labels file: CSV with a header, or JSON lines (by extension .jsonl/.json)."""
-    text = path.read_text()
-    if path.suffix in (".jsonl", ".json"):
-        return [orjson.loads(line) for line in text.splitlines() if line.strip()]
-    return list(csv.DictReader(io.StringIO(text)))
+def read_rows(stream: IO[bytes], name: str) -> Iterator[dict[str, Any]]:
+    """Rows of a labels file, one at a time: CSV with a header, or JSON lines (by extension .jsonl/.json)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    if name.endswith((".jsonl", ".json")):
+        yield from (orjson.loads(line) for line in text if line.strip())
+    else:
+        yield from csv.DictReader(text)
 
 
 def _churned(value: Any) -> bool | None:
@@ -74,57 +75,47 @@ def _observed_at(value: Any) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def validate(rows: Iterable[Mapping[str, Any]], known_request_ids: set[str]) -> list[Label]:
-    """Labels from raw rows; raises LabelValidationError naming every bad row (rows count from 1)."""
+def validate(rows: Iterable[Mapping[str, Any]], unknown: Callable[[list[str]], set[str]]) -> list[Label]:
+    """Labels from raw rows; raises LabelValidationError naming every bad row (rows count from 1).
+
+    Rows are checked as they stream in; `unknown` then gets every request id at once and returns those
+    no logged request carries (one anti-join in the query engine).
+    """
     labels: list[Label] = []
-    errors: list[str] = []
-    seen: set[str] = set()
+    errors: list[tuple[int, int, str]] = []  # (row, order within the row, message)
+    first_row: dict[str, int] = {}
     for number, row in enumerate(rows, start=1):
         missing = [f for f in FIELDS if row.get(f) in (None, "")]
         if missing:
-            errors.append(f"row {number}: missing {', '.join(missing)}")
+            errors.append((number, 0, f"row {number}: missing {', '.join(missing)}"))
             continue
         request_id = str(row["request_id"]).strip()
         churned, observed_at = _churned(row["churned"]), _observed_at(row["observed_at"])
         if churned is None:
-            errors.append(f"row {number}, column 'churned': {row['churned']!r} is not yes/no, true/false or 1/0")
+            text = f"row {number}, column 'churned': {row['churned']!r} is not yes/no, true/false or 1/0"
+            errors.append((number, 1, text))
         if observed_at is None:
-            errors.append(f"row {number}, column 'observed_at': {row['observed_at']!r} is not an ISO 8601 time")
-        if request_id not in known_request_ids:
-            errors.append(f"row {number}, column 'request_id': unknown request id {request_id!r}")
-        if request_id in seen:
-            errors.append(f"row {number}, column 'request_id': duplicate request id {request_id!r}")
-        seen.add(request_id)
+            text = f"row {number}, column 'observed_at': {row['observed_at']!r} is not an ISO 8601 time"
+            errors.append((number, 2, text))
+        if request_id in first_row:
+            errors.append((number, 4, f"row {number}, column 'request_id': duplicate request id {request_id!r}"))
+        else:
+            first_row[request_id] = number
         if churned is not None and observed_at is not None:
             labels.append(Label(request_id, churned, observed_at))
+    for request_id in unknown(list(first_row)) if first_row else ():
+        number = first_row[request_id]
+        errors.append((number, 3, f"row {number}, column 'request_id': unknown request id {request_id!r}"))
     if errors:
-        raise LabelValidationError(errors)
+        raise LabelValidationError([text for _, _, text in sorted(errors)])
     if not labels:
         raise LabelValidationError(["the file holds no labels"])
     return labels
 
 
-def import_labels(settings: CommonSettings, path: Path, now: datetime | None = None) -> tuple[str, int]:
-    """Validate a labels file against the logged requests and store it as one new object.
-
-    Raises LabelValidationError (unknown ids, bad values, duplicates) before anything is written.
-    """
-    logged = RequestLogReader(settings.project, settings.bucket).read_all(layout.REQUEST_LOG_PREFIX)
-    known = {str(r.get(request_log.REQUEST_ID)) for r in logged.records}
-    parsed = validate(read_rows(path), known)
-    name = layout.labels_object(now or datetime.now(UTC), uuid.uuid4().hex[:12])
+def store(settings: CommonSettings, labels: Iterable[Label], now: datetime) -> str:
+    """Write validated labels as one new object under the labels prefix (never over another); its URI."""
+    name = layout.labels_object(now, uuid.uuid4().hex[:12])
     uri = layout.gs_uri(settings.bucket, name)
-    gcs.create_bytes(
-        settings.project, uri, request_log.encode_batch(x.to_record() for x in parsed), "application/x-ndjson"
-    )
-    return uri, len(parsed)
-
-
-def read_outcomes(settings: CommonSettings) -> dict[str, bool]:
-    """Every stored label, request id → churned (a later import overrides an earlier one)."""
-    outcome: dict[str, bool] = {}
-    for name in gcs.list_names(settings.project, settings.bucket, layout.LABELS_PREFIX):
-        raw = gcs.read_bytes(settings.project, layout.gs_uri(settings.bucket, name))
-        for record in request_log.decode_batch(raw).records:
-            outcome[str(record["request_id"])] = bool(record["churned"])
-    return outcome
+    gcs.create_bytes(settings.project, uri, request_log.encode_batch(x.to_record() for x in labels), CONTENT_TYPE)
+    return uri

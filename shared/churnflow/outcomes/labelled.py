@@ -1,0 +1,65 @@
+"""The three label-using reads, each one query of `queries` run by an `Engine`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from churnflow.outcomes import queries
+from churnflow.outcomes.engine import Engine
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def unknown_request_ids(engine: Engine, ids: list[str], until: date) -> set[str]:
+    """The ids among `ids` of no request logged up to day `until`."""
+    step = engine.max_ids_per_query or max(len(ids), 1)
+    unknown: set[str] = set()
+    for first in range(0, len(ids), step):
+        result = engine.run(queries.unknown_ids(ids[first : first + step], until))
+        unknown.update(result.column("request_id").to_pylist())
+    return unknown
+
+
+@dataclass(frozen=True)
+class PerformanceCounts:
+    """Sums over the labelled requests of a window, from which every labelled metric follows exactly."""
+
+    n: int
+    positives: int
+    correct: int
+    sum_probability: float
+    sum_squared_error: float
+    positive_rank_sum_x2: int
+    unreadable_rows: int
+    skipped_objects: int
+
+    @property
+    def roc_auc(self) -> float | None:
+        """ROC AUC (Mann-Whitney U, ties at their average rank); None with a single class."""
+        negatives = self.n - self.positives
+        if not self.positives or not negatives:
+            return None
+        return (self.positive_rank_sum_x2 - self.positives * (self.positives + 1)) / (2 * self.positives * negatives)
+
+
+def performance(engine: Engine, model_version: int, start: date, until: date) -> PerformanceCounts:
+    """Counts of `model_version`'s labelled requests logged from day `start` to day `until`."""
+    row = engine.run(queries.performance(model_version, start, until)).to_pylist()[0]
+    return PerformanceCounts(
+        n=int(row["n"]),
+        positives=int(row["positives"]),
+        correct=int(row["correct"]),
+        sum_probability=float(row["sum_p"]),
+        sum_squared_error=float(row["sum_squared_error"]),
+        positive_rank_sum_x2=int(row["positive_rank_sum_x2"]),
+        unreadable_rows=int(row["unreadable_rows"]),
+        skipped_objects=len(engine.skipped_objects),
+    )
+
+
+def recent_labelled(engine: Engine, since: datetime, until: date, max_rows: int) -> pa.Table:
+    """The newest `max_rows` labelled requests logged since `since`, oldest first (id, 19 features, Churn)."""
+    return engine.run(queries.recent_labelled(since, until, max_rows))
