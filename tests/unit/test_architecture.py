@@ -1,10 +1,11 @@
 """Which layer may import which, checked on the source so the package keeps the shape its paths say.
 
 Bottom up: `settings` and `logs`; `core` (pure); one package per external system (`storage`,
-`registry`, `bus`); the stages (`training`, `serving`, `monitoring`, `retraining`); then `local`,
-`sim` and `cli`, which production code never imports. Every import counts, including those inside
-functions (the lazy ones), since a lazy import still ships the module in the image. The runtime
-counterpart, that importing the predict entry point loads no heavy package, is test_predict_imports.
+`registry`, `bus`) and `outcomes` (the query engine over the request log and the labels); the stages
+(`training`, `serving`, `monitoring`, `retraining`); then `local`, `sim` and `cli`, which production
+code never imports. Every import counts, including those inside functions (the lazy ones), since a
+lazy import still ships the module in the image. The runtime counterpart, that importing the predict
+entry point loads no heavy package, is test_predict_imports.
 """
 
 from __future__ import annotations
@@ -36,13 +37,18 @@ def _cf(*names: str) -> tuple[str, ...]:
 
 
 BASE = _cf("settings", "logs")
-PRODUCTION = _cf("core", "storage", "registry", "bus", "training", "serving", "monitoring", "retraining")
+PRODUCTION = _cf("core", "storage", "registry", "bus", "outcomes", "training", "serving", "monitoring", "retraining")
 RULES = (
     Rule("settings and logs import no other churnflow module", BASE, allowed=()),
     Rule("core is pure: it imports only core", _cf("core"), allowed=_cf("core")),
     Rule("storage imports only core, settings, logs", _cf("storage"), allowed=_cf("core", "storage") + BASE),
     Rule("registry imports only core, settings, logs", _cf("registry"), allowed=_cf("core", "registry") + BASE),
     Rule("bus imports only core, settings, logs", _cf("bus"), allowed=_cf("core", "bus") + BASE),
+    Rule(
+        "outcomes imports only core, storage, settings, logs",
+        _cf("outcomes"),
+        allowed=_cf("core", "storage", "outcomes") + BASE,
+    ),
     Rule(
         "the registry's read side (serving's) never imports its MLflow write side",
         _cf("registry.read", "registry.tags"),
