@@ -86,7 +86,7 @@ push: ## Push the images tagged $(TAG) to Artifact Registry
 deploy: ## Roll out image tag $(TAG): predict, monitor, trigger, retrain job
 	infra/deploy.sh $(TAG)
 
-infra: ## Empty Google Cloud project -> running ChurnFlow at image tag $(TAG) (PROJECT_ID=...)
+infra: setup ## Empty Google Cloud project -> running ChurnFlow at image tag $(TAG) (PROJECT_ID=...)
 	infra/up.sh $(TAG)
 
 promote: ## Move the champion alias to model VERSION on Google Cloud (a model rollback): make promote VERSION=3

@@ -28,6 +28,11 @@ ensure_account "${DEPLOYER_SA}" "ChurnFlow deployer (CI)"
 
 log "project roles"
 project_role "$(sa_member "${MLFLOW_SA}")" roles/cloudsql.client
+# the monitor and the job run BigQuery queries (billed to the project); what they may read is the
+# ChurnFlow dataset only (bigquery.sh)
+for account in "${MONITOR_SA}" "${RETRAIN_SA}"; do
+  project_role "$(sa_member "${account}")" roles/bigquery.jobUser
+done
 # the deployer rolls out revisions of existing services and the job (no IAM rights on them) and
 # writes the logs of the Cloud Build runs it executes
 project_role "$(sa_member "${DEPLOYER_SA}")" roles/run.developer

@@ -7,6 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 log "APIs of ${PROJECT_ID}"
 gcloud services enable \
   artifactregistry.googleapis.com \
+  bigquery.googleapis.com \
   cloudbuild.googleapis.com \
   cloudscheduler.googleapis.com \
   compute.googleapis.com \

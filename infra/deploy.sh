@@ -8,8 +8,27 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 tag="${1:?usage: deploy.sh TAG}"
 
 mlflow_url="$(service_url "${MLFLOW_SERVICE}")"
-common_env="CHURNFLOW_PROJECT=${PROJECT_ID},GOOGLE_CLOUD_PROJECT=${PROJECT_ID},CHURNFLOW_BUCKET=${BUCKET}"
-common_env+=",CHURNFLOW_RETRAIN_TOPIC=${RETRAIN_TOPIC},MLFLOW_TRACKING_URI=${mlflow_url}"
+common_env=("CHURNFLOW_PROJECT=${PROJECT_ID}" "GOOGLE_CLOUD_PROJECT=${PROJECT_ID}" "CHURNFLOW_BUCKET=${BUCKET}"
+  "CHURNFLOW_RETRAIN_TOPIC=${RETRAIN_TOPIC}" "MLFLOW_TRACKING_URI=${mlflow_url}")
+# the monitor and the job query the request log and the labels on BigQuery (bigquery.sh), and take
+# the labels from LABELS_SOURCE when it is set (a table, or a query: it may hold commas)
+outcomes_env=(CHURNFLOW_OUTCOMES_ENGINE=bigquery "CHURNFLOW_BIGQUERY_DATASET=${BIGQUERY_DATASET}"
+  "CHURNFLOW_BIGQUERY_LOCATION=${BIGQUERY_LOCATION}")
+if [[ -n "${LABELS_SOURCE}" ]]; then
+  outcomes_env+=("CHURNFLOW_LABELS_SOURCE=${LABELS_SOURCE}")
+fi
+
+# env_vars NAME=VALUE...: one --set-env-vars value; if a value holds a comma, the pairs are joined with
+# another delimiter, announced gcloud's way (`gcloud topic escaping`)
+env_vars() {
+  local delimiter=, joined
+  if [[ "$*" == *,* ]]; then
+    delimiter='|;|'
+    printf '^%s^' "${delimiter}"
+  fi
+  printf -v joined "%s${delimiter}" "$@"
+  printf '%s' "${joined%"${delimiter}"}"
+}
 # all egress through the VPC: that is how the services reach the internal-only MLflow
 vpc=(--network="${NETWORK}" --subnet="${SUBNET}" --vpc-egress=all-traffic)
 
@@ -31,7 +50,7 @@ log "predict ${tag}"
 # count against the 512 MiB and it dies with the instance (as /tmp would). The spool holds at most
 # 64 MiB of batches (beyond: dropped, counted in /stats); the rest is room for the write-ahead
 # segments (4 MiB each: the one written, those being uploaded, two spare). Cleared and added again: every deploy states them.
-predict_env="${common_env},CHURNFLOW_SPOOL_DIR=/spool,CHURNFLOW_SPOOL_MAX_BYTES=$((64 << 20))"
+predict_env="$(env_vars "${common_env[@]}" CHURNFLOW_SPOOL_DIR=/spool "CHURNFLOW_SPOOL_MAX_BYTES=$((64 << 20))")"
 deploy_service "${PREDICT_SERVICE}" --image="${PREDICT_IMAGE}:${tag}" \
   --service-account="$(sa_email "${PREDICT_SA}")" --set-env-vars="${predict_env}" "${vpc[@]}" \
   --clear-volumes --add-volume=name=spool,type=in-memory,size-limit=96Mi \
@@ -42,13 +61,15 @@ deploy_service "${PREDICT_SERVICE}" --image="${PREDICT_IMAGE}:${tag}" \
 log "monitor ${tag}"
 # one check at a time: a drift check is CPU-bound (Evidently) and holds the window's rows in memory
 deploy_service "${MONITOR_SERVICE}" --image="${MONITOR_IMAGE}:${tag}" \
-  --service-account="$(sa_email "${MONITOR_SA}")" --set-env-vars="${common_env}" "${vpc[@]}" \
+  --service-account="$(sa_email "${MONITOR_SA}")" \
+  --set-env-vars="$(env_vars "${common_env[@]}" "${outcomes_env[@]}")" "${vpc[@]}" \
   --ingress=all --cpu=2 --memory=2Gi --concurrency=1 --max-instances=1 --timeout=900
 
 log "retrain job ${tag}"
 gcloud run jobs deploy "${RETRAIN_JOB}" --region="${REGION}" --image="${RETRAIN_IMAGE}:${tag}" \
   --service-account="$(sa_email "${RETRAIN_SA}")" \
-  --set-env-vars="${common_env},CHURNFLOW_DATA_URI=gs://${BUCKET}/${TRAINING_DATA_OBJECT}" "${vpc[@]}" \
+  --set-env-vars="$(env_vars "${common_env[@]}" "${outcomes_env[@]}" \
+    "CHURNFLOW_DATA_URI=gs://${BUCKET}/${TRAINING_DATA_OBJECT}")" "${vpc[@]}" \
   --tasks=1 --max-retries=2 --task-timeout=3600 --cpu=2 --memory=4Gi
 
 log "trigger ${tag}"
@@ -56,5 +77,6 @@ log "trigger ${tag}"
 # whatever an earlier revision overrode
 deploy_service "${TRIGGER_SERVICE}" --image="${TRIGGER_IMAGE}:${tag}" --command="" --args="" \
   --service-account="$(sa_email "${TRIGGER_SA}")" \
-  --set-env-vars="${common_env},CHURNFLOW_JOB_LAUNCHER=cloud-run,CHURNFLOW_REGION=${REGION},CHURNFLOW_JOB_NAME=${RETRAIN_JOB}" \
+  --set-env-vars="$(env_vars "${common_env[@]}" CHURNFLOW_JOB_LAUNCHER=cloud-run "CHURNFLOW_REGION=${REGION}" \
+    "CHURNFLOW_JOB_NAME=${RETRAIN_JOB}")" \
   "${vpc[@]}" --ingress=internal --cpu=1 --memory=512Mi --max-instances=2 --timeout=60

@@ -1,14 +1,17 @@
-"""Stand-in for `gcloud` and `docker` in the infra script tests, for the services no emulator covers.
+"""Stand-in for `gcloud`, `bq` and `docker` in the infra script tests, for the services no emulator covers.
 
-Appends every call (argv and stdin) to $FAKE_CLI_LOG as a JSON line and answers like a project that
-has nothing yet ($FAKE_CLI_EXISTING unset: existence probes fail) or everything already
-($FAKE_CLI_EXISTING=1). Value lookups (`describe --format=value(...)`) get plausible values.
+Appends every call (argv, stdin, the JSON files bq is given) to $FAKE_CLI_LOG as a JSON line and
+answers like a project that has nothing yet ($FAKE_CLI_EXISTING unset: existence probes fail) or
+everything already ($FAKE_CLI_EXISTING=1). Value lookups (`describe --format=value(...)`) get plausible values.
+`bq mkdef`, which only writes a table definition and calls no API, runs the real bq ($FAKE_CLI_REAL_BQ,
+with a throwaway config and a dummy token), so the scripts get the very definition bq would write.
 
-    python fake_cli.py gcloud|docker ARGS...
+    python fake_cli.py gcloud|bq|docker ARGS...
 """
 
 import json
 import os
+import subprocess
 import sys
 
 PROJECT_NUMBER = "123456789012"
@@ -25,10 +28,35 @@ def lookup(field: str, name: str, args: list[str]) -> str:
     }[field]
 
 
+def read(path: str) -> str:
+    with open(path) as file:
+        return file.read()
+
+
+def bq(args: list[str]) -> int:
+    command = next(arg for arg in args if not arg.startswith("-"))
+    if command == "mkdef":  # the real bq, in its own config dir, with a dummy token (mkdef sends no request)
+        home = os.environ["HOME"]
+        token = os.path.join(home, "real-bq-token")
+        with open(token, "w") as file:
+            file.write("mkdef-sends-no-request\n")
+        env = os.environ | {"CLOUDSDK_CONFIG": os.path.join(home, "real-bq"), "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE": token}
+        return subprocess.run([os.environ["FAKE_CLI_REAL_BQ"], *args], env=env, check=False).returncode
+    if command == "show":  # an existence probe
+        return 0 if os.environ.get("FAKE_CLI_EXISTING") == "1" else 2
+    return 0
+
+
 def main() -> int:
     tool, args = sys.argv[1], sys.argv[2:]
+    call = {"tool": tool, "args": args, "stdin": sys.stdin.read()}
+    if tool == "bq":  # the files bq reads (table definitions, schemas) are temporary: keep their text
+        paths = [arg.rpartition("=")[2] for arg in args]
+        call["files"] = {path: read(path) for path in paths if path.endswith(".json") and os.path.isfile(path)}
     with open(os.environ["FAKE_CLI_LOG"], "a") as log:
-        log.write(json.dumps({"tool": tool, "args": args, "stdin": sys.stdin.read()}) + "\n")
+        log.write(json.dumps(call) + "\n")
+    if tool == "bq":
+        return bq(args)
     if tool != "gcloud" or "describe" not in args:
         return 0
     output = next((arg.split("=", 1)[1] for arg in args if arg.startswith("--format=")), "")

@@ -5,7 +5,9 @@
 - The whole of `infra/up.sh` (Cloud Run, IAM, Cloud SQL, Secret Manager, Scheduler have no emulator):
   `gcloud` and `docker` replaced by a recorder, once for an empty project and once for a set-up one.
   Every recorded gcloud command line is then checked against the real gcloud's command tree (the
-  static completion table shipped with the Cloud SDK): command, flags, and enum values.
+  static completion table shipped with the Cloud SDK): command, flags, and enum values; every bq
+  command line against the real bq's help (`bq help COMMAND`, `bq --help`). `bq mkdef`, which calls
+  no API, runs for real, so the BigQuery table definitions checked here are bq's own output.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -29,6 +33,7 @@ import pytest
 from churnflow.local import bootstrap
 from churnflow.local.services import gcloud_sdk_root
 from churnflow.local.stack import StackInfo
+from churnflow.outcomes import tables
 from churnflow.settings import REPO_ROOT
 from churnflow.storage import layout
 
@@ -39,6 +44,7 @@ FAKE_CLI = Path(__file__).with_name("fake_cli.py")
 TAG = "abc1234"
 PROJECT = "proj-x"
 PROJECT_NUMBER = "123456789012"
+LABELS_QUERY = "SELECT customer_request AS request_id, churned, closed_at AS observed_at FROM billing.outcomes"
 
 
 def run_script(script: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -185,11 +191,11 @@ def test_storage_script_creates_then_converges_on_the_emulator(local_stack: Stac
 # --- the whole of up.sh against a recorder, checked against gcloud's command tree -------------------
 
 
-def record(tmp_path: Path, script: str, *args: str, existing: bool) -> list[dict]:
-    """Run an infra script with gcloud and docker recorded; return the calls."""
+def record(tmp_path: Path, script: str, *args: str, existing: bool, **extra_env: str) -> list[dict]:
+    """Run an infra script with gcloud, bq and docker recorded; return the calls."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for tool in ("gcloud", "docker"):
+    for tool in ("gcloud", "bq", "docker"):
         wrapper = bin_dir / tool
         wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S -E "{FAKE_CLI}" {tool} "$@"\n')
         wrapper.chmod(0o755)
@@ -201,7 +207,10 @@ def record(tmp_path: Path, script: str, *args: str, existing: bool) -> list[dict
         "GITHUB_REPOSITORY": "acme/churnflow",
         "PREDICT_INVOKERS": "group:churn-apps@example.com",
         "FAKE_CLI_LOG": str(log),
+        "FAKE_CLI_REAL_BQ": shutil.which("bq"),
+        "CHURNFLOW_PYTHON": sys.executable,  # bigquery.sh reads the table schemas from churnflow.outcomes
         **({"FAKE_CLI_EXISTING": "1"} if existing else {}),
+        **extra_env,
     }
     run_script(script, env, *args)
     return [json.loads(line) for line in log.read_text().splitlines()]
@@ -212,13 +221,17 @@ def recorded(tmp_path_factory) -> dict[str, list[dict]]:
     tmp = tmp_path_factory.mktemp("recorded")
     return {
         "empty": record(tmp, "up.sh", TAG, existing=False),
-        "existing": record(tmp, "up.sh", TAG, existing=True),
+        "existing": record(tmp, "up.sh", TAG, existing=True, LABELS_SOURCE=LABELS_QUERY),
         "promote": record(tmp, "promote.sh", "3", existing=True),
     }
 
 
 def gcloud_calls(calls: list[dict]) -> list[list[str]]:
     return [call["args"] for call in calls if call["tool"] == "gcloud"]
+
+
+def bq_calls(calls: list[dict]) -> list[list[str]]:
+    return [call["args"] for call in calls if call["tool"] == "bq"]
 
 
 def words(args: list[str]) -> str:
@@ -329,16 +342,21 @@ def test_services_get_the_settings_they_read(recorded):
         "MLFLOW_TRACKING_URI": mlflow_url,
     }
 
-    def env(name: str) -> dict[str, str]:
-        return dict(pair.split("=", 1) for pair in flag(found[name], "--set-env-vars").split(","))
+    outcomes = {
+        "CHURNFLOW_OUTCOMES_ENGINE": "bigquery",
+        "CHURNFLOW_BIGQUERY_DATASET": "churnflow",
+        "CHURNFLOW_BIGQUERY_LOCATION": "EU",
+    }
 
-    assert env("churnflow-monitor") == common
-    # the request log's write-ahead segments and spool live on a capped in-memory volume
+    def env(name: str) -> dict[str, str]:
+        return env_vars(flag(found[name], "--set-env-vars"))
+
     assert env("churnflow-predict") == common | {
         "CHURNFLOW_SPOOL_DIR": "/spool",
-        "CHURNFLOW_SPOOL_MAX_BYTES": "67108864",
+        "CHURNFLOW_SPOOL_MAX_BYTES": str(64 << 20),
     }
-    assert env("churnflow-retrain") == common | {
+    assert env("churnflow-monitor") == common | outcomes
+    assert env("churnflow-retrain") == common | outcomes | {
         "CHURNFLOW_DATA_URI": f"gs://{PROJECT}-churnflow/{layout.TRAINING_DATA}"
     }
     assert env("churnflow-trigger") == common | {
@@ -352,6 +370,27 @@ def test_services_get_the_settings_they_read(recorded):
     }
     trigger = found["churnflow-trigger"]
     assert (flag(trigger, "--command"), flag(trigger, "--args")) == ("", "")  # the image's CMD, no override
+
+
+def env_vars(value: str) -> dict[str, str]:
+    """A --set-env-vars value as gcloud reads it: pairs split on `,`, or on DELIM after a `^DELIM^` prefix."""
+    delimiter = ","
+    if match := re.match(r"\^([^^]+)\^", value):
+        delimiter, value = match.group(1), value[match.end() :]
+    return dict(pair.split("=", 1) for pair in value.split(delimiter))
+
+
+def test_a_labels_query_reaches_the_monitor_and_the_job_whole(recorded):
+    found = deploys(recorded["existing"])  # deployed with LABELS_SOURCE=LABELS_QUERY, which holds commas
+    for name in ("churnflow-monitor", "churnflow-retrain"):
+        value = flag(found[name], "--set-env-vars")
+        assert value.startswith("^|;|^")
+        assert env_vars(value)["CHURNFLOW_LABELS_SOURCE"] == LABELS_QUERY
+        assert env_vars(value)["CHURNFLOW_OUTCOMES_ENGINE"] == "bigquery"
+    for name in ("churnflow-predict", "churnflow-trigger"):
+        assert "CHURNFLOW_LABELS_SOURCE" not in env_vars(flag(found[name], "--set-env-vars"))
+    empty = deploys(recorded["empty"])
+    assert "CHURNFLOW_LABELS_SOURCE" not in env_vars(flag(empty["churnflow-monitor"], "--set-env-vars"))
 
 
 def test_the_database_password_is_generated_once_and_kept_only_in_the_secret(recorded):
@@ -373,12 +412,17 @@ def test_the_database_password_is_generated_once_and_kept_only_in_the_secret(rec
 
 
 def grants(calls: list[dict]) -> set[tuple[str, str, str]]:
-    """(resource, member, role) of every IAM binding added."""
-    return {
+    """(resource, member, role) of every IAM binding added, by gcloud or by bq."""
+    found = {
         (words(args).replace(" add-iam-policy-binding", ""), flag(args, "--member"), flag(args, "--role"))
         for args in gcloud_calls(calls)
         if "add-iam-policy-binding" in args
     }
+    for args in bq_calls(calls):
+        if "add-iam-policy-binding" in args:
+            assert "--dataset" in args
+            found.add((f"bigquery dataset {args[-1]}", flag(args, "--member"), flag(args, "--role")))
+    return found
 
 
 def test_each_account_gets_only_its_roles_on_single_resources_where_possible(recorded):
@@ -392,6 +436,10 @@ def test_each_account_gets_only_its_roles_on_single_resources_where_possible(rec
         (f"projects {PROJECT}", member("mlflow"), "roles/cloudsql.client"),
         (f"projects {PROJECT}", member("deployer"), "roles/run.developer"),
         (f"projects {PROJECT}", member("deployer"), "roles/logging.logWriter"),
+        (f"projects {PROJECT}", member("monitor"), "roles/bigquery.jobUser"),
+        (f"projects {PROJECT}", member("retrain"), "roles/bigquery.jobUser"),
+        (f"bigquery dataset {PROJECT}:churnflow", member("monitor"), "roles/bigquery.dataViewer"),
+        (f"bigquery dataset {PROJECT}:churnflow", member("retrain"), "roles/bigquery.dataViewer"),
         *(
             (f"iam service-accounts {sa(f'churnflow-{n}')}", member("deployer"), "roles/iam.serviceAccountUser")
             for n in ("predict", "monitor", "trigger", "retrain")
@@ -442,7 +490,11 @@ def test_the_scheduler_and_pubsub_call_with_oidc_tokens_of_their_own_accounts(re
 
 
 def test_steps_run_in_dependency_order(recorded):
-    sequence = [words(args) for args in gcloud_calls(recorded["empty"])]
+    sequence = [
+        words(call["args"]) if call["tool"] == "gcloud" else f"bq {words(call['args'])}"
+        for call in recorded["empty"]
+        if call["tool"] in ("gcloud", "bq")
+    ]
 
     def first(prefix: str) -> int:
         return next(i for i, command in enumerate(sequence) if command.startswith(prefix))
@@ -454,6 +506,8 @@ def test_steps_run_in_dependency_order(recorded):
     assert first("run deploy churnflow-trigger") < first("pubsub subscriptions create retrain-requests-trigger")
     assert first("pubsub subscriptions create") < first("pubsub subscriptions add-iam-policy-binding")
     assert first("run jobs add-iam-policy-binding") < first("scheduler jobs create")
+    assert first("iam service-accounts create") < first("bq add-iam-policy-binding")
+    assert first("bq mk") < first("run deploy churnflow-monitor")  # the tables exist at the first check
 
 
 def test_images_are_built_from_their_dockerfiles_and_pushed_with_the_commit_tag(recorded):
@@ -492,6 +546,83 @@ def test_model_rollback_runs_churnflow_promote_as_a_job_execution(recorded):
     ]
 
 
+# --- BigQuery: the dataset, the external tables over the bucket, read access ------------------------
+
+DATASET = f"{PROJECT}:churnflow"
+
+
+def table_definition(calls: list[dict], table: str) -> dict:
+    """The external table definition bq was given to create or update `table` (bq mkdef's output)."""
+    [call] = [
+        c
+        for c in calls
+        if c["tool"] == "bq" and words(c["args"]) in (f"mk {DATASET}.{table}", f"update {DATASET}.{table}")
+    ]
+    return json.loads(call["files"][flag(call["args"], "--external_table_definition")])
+
+
+def test_an_empty_project_gets_a_private_dataset_and_two_external_tables(recorded):
+    calls = bq_calls(recorded["empty"])
+    assert [words(args) for args in calls if "mk" in args] == [
+        f"mk {DATASET}",
+        f"mk {DATASET}.request_log",
+        f"mk {DATASET}.labels",
+    ]
+    [dataset] = [args for args in calls if words(args) == f"mk {DATASET}"]
+    assert "--dataset" in dataset and flag(dataset, "--location") == "EU"
+    assert not [arg for arg in dataset if "expiration" in arg]
+    [update] = [args for args in calls if words(args) == f"update {DATASET}"]
+    assert flag(update, "--default_table_expiration") == "0"  # none, even if someone set one since
+    every_arg = " ".join(arg for args in calls for arg in args)
+    assert "allUsers" not in every_arg and "allAuthenticatedUsers" not in every_arg
+
+
+@pytest.mark.parametrize("run", ["empty", "existing"])
+def test_the_external_tables_read_the_gzip_json_lines_by_hive_partition(recorded, run):
+    bucket = f"gs://{PROJECT}-churnflow"
+    request_log, labels = (table_definition(recorded[run], table) for table in ("request_log", "labels"))
+    common = {
+        "sourceFormat": "NEWLINE_DELIMITED_JSON",
+        "compression": "GZIP",
+        "jsonOptions": {"encoding": "UTF-8"},
+        "ignoreUnknownValues": True,  # a field added to the records later does not break the queries
+        "maxBadRecords": 1000,
+    }
+    assert request_log == common | {
+        "sourceUris": [f"{bucket}/{layout.REQUEST_LOG_PREFIX}*"],
+        "hivePartitioningOptions": {
+            "mode": "CUSTOM",
+            "sourceUriPrefix": f"{bucket}/requests/{{dt:DATE}}/{{hour:INTEGER}}",
+            "requirePartitionFilter": True,
+        },
+        "schema": {"fields": tables.bigquery_schema("request_log")},
+    }
+    assert labels == common | {
+        "sourceUris": [f"{bucket}/{layout.LABELS_PREFIX}*"],
+        "hivePartitioningOptions": {"mode": "CUSTOM", "sourceUriPrefix": f"{bucket}/labels/{{dt:DATE}}"},
+        "schema": {"fields": tables.bigquery_schema("labels")},
+    }
+    # the one definition of the tables, and the object names the writers use, agree with this layout
+    for table, definition in (("request_log", request_log), ("labels", labels)):
+        prefix = definition["hivePartitioningOptions"]["sourceUriPrefix"]
+        assert prefix.endswith(tables.hive_partition_spec(table))
+    written = layout.request_log_object(datetime(2026, 11, 30, 7, 5, tzinfo=UTC), "b1")
+    assert written.startswith("requests/dt=2026-11-30/hour=07/")
+    assert layout.labels_object(datetime(2026, 11, 30, tzinfo=UTC), "i1").startswith("labels/dt=2026-11-30/")
+
+
+def test_a_set_up_project_gets_its_dataset_and_tables_updated_in_place(recorded):
+    calls = bq_calls(recorded["existing"])
+    assert not [args for args in calls if "mk" in args]
+    assert [words(args) for args in calls if "update" in args] == [
+        f"update {DATASET}",
+        f"update {DATASET}.request_log",
+        f"update {DATASET}.labels",
+    ]
+    for table in ("request_log", "labels"):
+        assert table_definition(recorded["existing"], table) == table_definition(recorded["empty"], table)
+
+
 # gcloud's command tree, as shipped in the Cloud SDK for shell completion
 
 
@@ -518,15 +649,22 @@ def problems(tree: dict, args: list[str]) -> list[str]:
         kind = flags.get(name)
         if kind is None and name.startswith("--no-") and flags.get(f"--{name[5:]}") == "bool":
             kind = "negated"
-        if kind is None:
-            found.append(f"unknown flag {name}")
-        elif kind in ("bool", "negated") and has_value:
-            found.append(f"{name} takes no value")
-        elif kind not in ("bool", "negated") and not has_value:
-            found.append(f"{name} needs =VALUE (the scripts always join flag and value)")
-        elif isinstance(kind, list) and value not in kind:
-            found.append(f"{name}={value}: not one of {kind}")
+        found += flag_problems(name, kind, has_value, value)
     return found
+
+
+def flag_problems(name: str, kind: str | list[str] | None, has_value: str, value: str, scope: str = "") -> list[str]:
+    """What is wrong with `name[=value]`, a flag of `kind` ("bool", "negated", an enum, another kind, None:
+    no such flag)."""
+    if kind is None:
+        return [f"unknown {scope}flag {name}"]
+    if kind in ("bool", "negated") and has_value:
+        return [f"{name} takes no value"]
+    if kind not in ("bool", "negated") and not has_value:
+        return [f"{name} needs =VALUE (the scripts always join flag and value)"]
+    if isinstance(kind, list) and value not in kind:
+        return [f"{name}={value}: not one of {kind}"]
+    return []
 
 
 def test_every_gcloud_command_of_the_scripts_exists_with_these_flags(recorded, command_tree):
@@ -545,3 +683,88 @@ def test_the_command_tree_check_rejects_what_gcloud_rejects(command_tree):
         "unknown flag --headers"
     ]
     assert problems(command_tree, ["pubsub", "topics"]) == ["`gcloud pubsub topics` is a group, not a command"]
+
+
+# bq's commands and flags, as its own help lists them
+
+FLAG_LINE = r"^ {%d}(?:-\w,)?--(\[no\])?(\w+):(.*)$"
+
+
+def bq_flags(text: str, indent: int) -> dict[str, str | list[str]]:
+    """Flag name -> "bool", "value" or its enum values, from `bq help COMMAND` (or `bq --help`) text."""
+    flags: dict[str, str | list[str]] = {}
+    matches = list(re.finditer(FLAG_LINE % indent, text, flags=re.MULTILINE))
+    for match, following in zip(matches, [*matches[1:], None], strict=True):
+        negatable, name, rest = match.groups()
+        rest = (rest + text[match.end() : following.start() if following else len(text)]).lstrip()
+        if negatable:
+            flags[name] = "bool"
+        elif rest.startswith("<"):  # an enum, wrapped across lines: <CSV|NEWLINE_DELIM\n   ITED_JSON|...>
+            flags[name] = re.sub(r"\s+", "", rest[1 : rest.index(">")]).split("|")
+        else:
+            flags[name] = "value"
+    return flags
+
+
+@pytest.fixture(scope="module")
+def bq_help(tmp_path_factory) -> Callable[[str | None], dict | None]:
+    """The flags of a bq command (None: the global flags), or None for a command bq does not have."""
+    tmp = tmp_path_factory.mktemp("bq-help")
+    (tmp / "token").write_text("help-sends-no-request\n")
+    env = os.environ | {"CLOUDSDK_CONFIG": str(tmp / "config"), "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE": str(tmp / "token")}
+    cache: dict[str | None, dict | None] = {}
+
+    def flags(command: str | None) -> dict | None:
+        if command not in cache:
+            args = ["help", command] if command else ["--help"]
+            result = subprocess.run([shutil.which("bq"), *args], env=env, capture_output=True, text=True, timeout=60)
+            # bq help exits 1 either way; for a command it does not have it lists them all instead
+            listed = "Any of the following commands" in result.stdout
+            known = command is None or (not listed and re.search(rf"^{command}\s", result.stdout, re.MULTILINE))
+            cache[command] = bq_flags(result.stdout, 2 if command is None else 31) if known else None
+        return cache[command]
+
+    return flags
+
+
+def bq_problems(help: Callable[[str | None], dict | None], args: list[str]) -> list[str]:
+    """What the real bq would reject in `args`: unknown command, unknown flag, bad enum value. Global
+    flags go before the command, the command's own after it."""
+    position = next(i for i, arg in enumerate(args) if not arg.startswith("-"))
+    command = args[position]
+    if help(command) is None:
+        return [f"unknown command {command}"]
+    found = []
+    for scope, where, flags in (("global ", args[:position], help(None)), ("", args[position + 1 :], help(command))):
+        for arg in (arg for arg in where if arg.startswith("--")):
+            name, has_value, value = arg[2:].partition("=")
+            kind = flags.get(name)
+            if kind is None and name.startswith("no") and flags.get(name[2:]) == "bool":
+                kind = "negated"
+            found += flag_problems(f"--{name}", kind, has_value, value, scope)
+    return found
+
+
+def test_every_bq_command_of_the_scripts_exists_with_these_flags(recorded, bq_help):
+    commands = {tuple(args) for run in recorded.values() for args in bq_calls(run)}
+    assert {args[next(i for i, a in enumerate(args) if not a.startswith("-"))] for args in commands} == {
+        "show",
+        "mk",
+        "update",
+        "mkdef",
+        "add-iam-policy-binding",
+    }
+    rejected = {" ".join(args): bq_problems(bq_help, list(args)) for args in commands}
+    assert {command: found for command, found in rejected.items() if found} == {}
+
+
+def test_the_bq_check_rejects_what_bq_rejects(bq_help):
+    assert bq_problems(bq_help, ["mkdef", "--source_format=JSONL", "gs://b/x"]) == [
+        "--source_format=JSONL: not one of ['CSV', 'GOOGLE_SHEETS', 'NEWLINE_DELIMITED_JSON', 'DATASTORE_BACKUP', "
+        "'DELTA_LAKE', 'ORC', 'PARQUET', 'AVRO', 'ICEBERG']"
+    ]
+    assert bq_problems(bq_help, ["mk", "--compression=GZIP", "d.t"]) == ["unknown flag --compression"]
+    assert bq_problems(bq_help, ["mk", "--dataset=yes", "d"]) == ["--dataset takes no value"]
+    assert bq_problems(bq_help, ["mk", "--nodataset", "--location=EU", "d"]) == ["unknown flag --location"]
+    assert bq_problems(bq_help, ["--no_such_global", "show", "d"]) == ["unknown global flag --no_such_global"]
+    assert bq_problems(bq_help, ["mkdataset", "d"]) == ["unknown command mkdataset"]

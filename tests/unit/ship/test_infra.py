@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from churnflow.local import bootstrap
+from churnflow.outcomes import tables
 from churnflow.settings import REPO_ROOT, CommonSettings, RetrainSettings
 from churnflow.storage import layout
 
@@ -40,6 +41,7 @@ def test_config_names_agree_with_the_code():
     assert values["TRIGGER_SUBSCRIPTION"] == bootstrap.push_subscription(topic)
     assert values["TRAINING_DATA_OBJECT"] == layout.TRAINING_DATA
     assert values["REQUEST_LOG_PREFIX"] == layout.REQUEST_LOG_PREFIX
+    assert values["LABELS_PREFIX"] == layout.LABELS_PREFIX
     assert values["MLFLOW_ARTIFACTS_PREFIX"] == layout.MLFLOW_ARTIFACTS_PREFIX
     assert values["RETRAIN_JOB"] == RetrainSettings().job_name
     assert values["REGION"] == RetrainSettings().region
@@ -79,6 +81,17 @@ def test_no_literal_resource_names_outside_the_config():
     for script in EXECUTABLES:
         text = script.read_text()
         assert not [name for name in names if name in text], script.name
+
+
+def test_bigquery_tables_are_those_of_the_shared_definition_and_their_columns_are_not_repeated():
+    script = (INFRA / "bigquery.sh").read_text()
+    assert sorted(re.findall(r"^external_table (\w+) ", script, flags=re.MULTILINE)) == sorted(tables.TABLES)
+    columns = {name for table in tables.TABLES.values() for name, _ in (*table.columns, *table.partitions)}
+    generic = {"dt", "hour", "ts", "seq", "instance", "tenure"}  # words that occur in prose too
+    for path in INFRA.rglob("*"):
+        if path.is_file() and path.suffix in (".sh", ".env", ".json"):
+            text = path.read_text()
+            assert not [c for c in columns - generic if re.search(rf"\b{c}\b", text)], path.name
 
 
 SECRET_PATTERNS = re.compile(
