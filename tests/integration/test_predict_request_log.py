@@ -169,8 +169,9 @@ def server_env(fake_gcs, spool, **extra):
     }
 
 
-def load(base, answered, stop):
-    """Post single rows until `stop` or the server goes away; keep the ids of the rows answered 200."""
+def load(base, answered, stop, failed=None):
+    """Post single rows until `stop` or the server goes away; keep the ids of the rows answered 200
+    (and, given `failed`, the status of every other answer)."""
     with httpx.Client(base_url=base, timeout=10) as http:
         while not stop.is_set():
             try:
@@ -179,6 +180,8 @@ def load(base, answered, stop):
                 return
             if response.status_code == 200:
                 answered.append(response.json()["request_id"])
+            elif failed is not None:
+                failed.append(response.status_code)
 
 
 def stored_request_ids(fake_gcs):
@@ -253,3 +256,75 @@ def test_shutdown_with_gcs_hanging_is_bounded_and_spools_for_the_next_process(st
     logged = stored_request_ids(fake_gcs)
     assert sorted(logged) == sorted(answered)  # nothing lost, nothing duplicated
     assert not list(spool.iterdir())
+
+
+class Outage:
+    """A TCP relay to a real server on 127.0.0.1 that can be cut: while cut, every connection is reset."""
+
+    def __init__(self, upstream_url):
+        self.upstream = httpx.URL(upstream_url)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.cut = threading.Event()
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut.is_set():
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                client.close()  # RST: the registry is down
+                continue
+            upstream = socket.create_connection((self.upstream.host, self.upstream.port))
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    def _pipe(self, source, target):
+        with source, target:
+            while not self.cut.is_set() and (data := source.recv(65536)):
+                target.sendall(data)
+
+    def close(self):
+        self.closed.set()
+        self.listener.close()
+
+
+def test_mlflow_down_under_load_loses_nothing_and_serving_goes_on(stack_env, champion, fake_gcs, tmp_path):
+    registry = Outage(stack_env["MLFLOW_TRACKING_URI"])
+    env = server_env(
+        fake_gcs, tmp_path / "spool", MLFLOW_TRACKING_URI=registry.url,
+        CHURNFLOW_POLL_INTERVAL_S="0.2", CHURNFLOW_REGISTRY_TIMEOUT_S="0.5", CHURNFLOW_LOG_FLUSH_AGE_S="0.3",
+    )  # fmt: skip
+    server = Server(env, tmp_path / "server.log")
+    answered = [[] for _ in range(3)]
+    failed = []
+    stop = threading.Event()
+    workers = [threading.Thread(target=load, args=(server.base, ids, stop, failed)) for ids in answered]
+    try:
+        for worker in workers:
+            worker.start()
+        time.sleep(2)
+        registry.cut.set()
+        time.sleep(5)
+        during = httpx.get(f"{server.base}/stats").json()["model_holder"]
+        registry.cut.clear()
+        time.sleep(2)
+        after = httpx.get(f"{server.base}/stats").json()["model_holder"]
+        stop.set()
+        for worker in workers:
+            worker.join()
+        assert wait_for(lambda: server.stats()["pending"] == 0)
+    finally:
+        stop.set()
+        server.terminate()
+        registry.close()
+    served = [request_id for ids in answered for request_id in ids]
+    assert during["registry_errors"] > 0 and during["last_error"]  # the outage was felt
+    assert after["last_error"] is None  # and is over once MLflow answers again
+    assert len(served) > 300 and failed == []  # serving never stopped
+    logged = stored_request_ids(fake_gcs)
+    assert sorted(logged) == sorted(served)  # every row answered 200 is stored once, MLflow down or not
