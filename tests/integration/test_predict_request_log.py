@@ -1,5 +1,6 @@
 """Lossless request logging of a real uvicorn process under load: a 10 s GCS outage, SIGTERM, kill -9."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -284,7 +285,7 @@ class Outage:
                 threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
 
     def _pipe(self, source, target):
-        with source, target:
+        with source, target, contextlib.suppress(OSError):  # the other direction may close both first
             while not self.cut.is_set() and (data := source.recv(65536)):
                 target.sendall(data)
 
