@@ -65,6 +65,10 @@ bench-hostile: setup ## Hostile input vs the predict service: cost per request, 
 bench-monitor: setup ## Benchmark one drift check vs plain Evidently on 10k/100k/1M logged rows (~6 min)
 	$(BIN)/python bench/monitor.py $(BENCH_ARGS)
 
+.PHONY: bench-outcomes
+bench-outcomes: setup ## Benchmark labels import, labelled check, retrain data: engine vs the old path (100k, 1M rows)
+	$(BIN)/python bench/outcomes.py $(BENCH_ARGS)
+
 # --- shipping: images, Google Cloud (docs/deploy.md) ------------------------------------------------
 .PHONY: requirements images push deploy infra promote
 

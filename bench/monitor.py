@@ -32,7 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -171,7 +173,10 @@ def run_child(env: dict[str, str], *args: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def bench(sizes: list[int], reps: int) -> dict[str, Any]:
+@contextmanager
+def private_stack(model: str) -> Iterator[dict[str, str]]:
+    """A local stack (GCS, Pub/Sub, MLflow emulators) on free 127.0.0.1 ports with a trained champion of
+    `model`; yields the environment its clients need (also put in os.environ). Stopped on exit."""
     from churnflow.local.stack import down, up
     from churnflow.settings import CommonSettings, LocalStackSettings, TrainSettings
     from churnflow.training import data
@@ -185,37 +190,42 @@ def bench(sizes: list[int], reps: int) -> dict[str, Any]:
         common = CommonSettings(CHURNFLOW_PROJECT="churnflow-bench", bucket="churnflow-bench")
         info = up(local, common)
         try:
-            env = {**os.environ, **info.env(), "CHURNFLOW_MODEL_NAME": MODEL}
+            env = {**os.environ, **info.env(), "CHURNFLOW_MODEL_NAME": model}
             os.environ.update(env)
             run_training(TrainSettings(), frame=data.load_dataset())
-            results = []
-            for index, rows in enumerate(sizes):
-                for offset, kind in enumerate(WINDOWS):
-                    end = window_end(2 * index + offset)
-                    written_s = write_window(rows, kind, end, seed=index)
-                    runs = [run_child(env, "check", str(rows), kind, end.isoformat()) for _ in range(reps)]
-                    check = sorted(runs, key=lambda run: run["check_s"])[len(runs) // 2]  # the median run
-                    full = run_child(env, "evidently", str(rows), kind, str(index))
-                    error = max(abs(check["scores"][c] - s) for c, s in full["scores"].items())
-                    line = {
-                        "rows": rows,
-                        "window": kind,
-                        "write_s": round(written_s, 1),
-                        **{k: v for k, v in check.items() if k != "scores"},
-                        "check_runs_s": [run["check_s"] for run in runs],
-                        "peak_mb": max(run["peak_mb"] for run in runs),
-                        "evidently_full_s": full["evidently_full_s"],
-                        "evidently_peak_mb": full["peak_mb"],
-                        "ratio": round(check["check_s"] / full["evidently_full_s"], 3),
-                        "full_drifted": full["drifted"],
-                        "full_rules": full["rules"],
-                        "same_decision": check["drifted"] == full["drifted"] and check["rules"] == full["rules"],
-                        "max_score_error": round(error, 4),
-                    }
-                    print(json.dumps(line), flush=True)
-                    results.append(line)
+            yield env
         finally:
             down(local)
+
+
+def bench(sizes: list[int], reps: int) -> dict[str, Any]:
+    with private_stack(MODEL) as env:
+        results = []
+        for index, rows in enumerate(sizes):
+            for offset, kind in enumerate(WINDOWS):
+                end = window_end(2 * index + offset)
+                written_s = write_window(rows, kind, end, seed=index)
+                runs = [run_child(env, "check", str(rows), kind, end.isoformat()) for _ in range(reps)]
+                check = sorted(runs, key=lambda run: run["check_s"])[len(runs) // 2]  # the median run
+                full = run_child(env, "evidently", str(rows), kind, str(index))
+                error = max(abs(check["scores"][c] - s) for c, s in full["scores"].items())
+                line = {
+                    "rows": rows,
+                    "window": kind,
+                    "write_s": round(written_s, 1),
+                    **{k: v for k, v in check.items() if k != "scores"},
+                    "check_runs_s": [run["check_s"] for run in runs],
+                    "peak_mb": max(run["peak_mb"] for run in runs),
+                    "evidently_full_s": full["evidently_full_s"],
+                    "evidently_peak_mb": full["peak_mb"],
+                    "ratio": round(check["check_s"] / full["evidently_full_s"], 3),
+                    "full_drifted": full["drifted"],
+                    "full_rules": full["rules"],
+                    "same_decision": check["drifted"] == full["drifted"] and check["rules"] == full["rules"],
+                    "max_score_error": round(error, 4),
+                }
+                print(json.dumps(line), flush=True)
+                results.append(line)
     worst = max((r for r in results if r["rows"] == max(sizes)), key=lambda r: r["ratio"])
     return {
         "rows": worst["rows"],
