@@ -17,6 +17,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Coroutine
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -81,15 +82,18 @@ def _json_value(depth: int) -> Any:
     return value
 
 
-def _outline() -> msgspec.json.Decoder[Any]:
-    """A decoder of either request body with every field's value any JSON: its errors name fields."""
+@cache
+def _locator() -> msgspec.json.Decoder[Any]:
+    """A decoder of either request body with every field's value any JSON: its errors name fields.
+
+    Built on first use (~0.3 s: deep union types), not at import: it only serves too-deep bodies.
+    """
     fields = [(name, _json_value(LOCATE_DEPTH), None) for name in schema.FEATURE_NAMES]
     customer = msgspec.defstruct("Customer", fields, forbid_unknown_fields=True)
     body = msgspec.defstruct("Body", [*fields, ("customers", list[customer], None)], forbid_unknown_fields=True)  # type: ignore[valid-type]
     return msgspec.json.Decoder(body)
 
 
-_locator = _outline()
 _PATH_PART = re.compile(r"\.(\w+)|\[(\d+)\]")
 
 
@@ -97,7 +101,7 @@ def _too_deep(body: bytes) -> HTTPException:
     """422 naming the field where the body nests too deeply (found by a decoder that stops at a bounded depth)."""
     loc: list[str | int] = ["body"]
     try:
-        _locator.decode(body)
+        _locator().decode(body)
     except msgspec.ValidationError as error:
         message, _, path = str(error).rpartition(" - at `")
         for key, index in _PATH_PART.findall(path.partition("[...]")[0]):
