@@ -284,10 +284,8 @@ def test_the_lock_is_waited_for_and_a_retried_execution_takes_over_its_own(stack
     gcs.write_json("test", bucket, layout.RETRAIN_LOCK, {"owner": "other", "acquired_at": time.time()}, 0)
     release = threading.Timer(1.5, gcs.delete_object, ("test", bucket, layout.RETRAIN_LOCK))
     release.start()
-    started = time.monotonic()
-    with retrain_lock("test", bucket, "mine", 3600, wait_s=60):
+    with retrain_lock("test", bucket, "mine", 3600, wait_s=60):  # held for an hour: only the release frees it
         assert gcs.read_json("test", bucket, layout.RETRAIN_LOCK)[0]["owner"] == "mine"
-    assert 1.5 <= time.monotonic() - started < 10
     release.join()
 
 

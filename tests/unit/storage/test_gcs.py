@@ -36,10 +36,9 @@ def test_it_gives_up_after_the_last_attempt_with_contention():
 def test_it_gives_up_at_the_deadline():
     slow = gcs.Backoff(attempts=1000, initial_s=0.02, maximum_s=0.02, multiplier=1, deadline_s=0.1)
     racer = Racer(1000)
-    started = time.monotonic()
     with pytest.raises(gcs.Contention):
         gcs.retry_on_conflict(racer, "x", slow)
-    assert time.monotonic() - started < 1 and 2 <= racer.calls < 50
+    assert 2 <= racer.calls < 50  # the deadline, not the 1000 attempts, stopped it
 
 
 def test_other_errors_are_not_retried():
