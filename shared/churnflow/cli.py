@@ -35,12 +35,18 @@ def _labels_import(args: argparse.Namespace) -> int:
     from churnflow.storage.labels import LabelValidationError
 
     try:
-        uri, count = import_labels(CommonSettings(), args.file)
+        stored = import_labels(CommonSettings(), args.file)
     except (LabelValidationError, FileNotFoundError, ValueError) as error:
         print(f"churnflow labels import: {error}", file=sys.stderr)
         print("Nothing was stored.", file=sys.stderr)
         return 2
-    print(f"Stored {count} labels at {uri}")
+    print(f"Stored {stored.labels} labels at {stored.uri}")
+    skipped = f"; skipped {stored.skipped_objects} unreadable log objects" if stored.skipped_objects else ""
+    lines = f"; skipped {stored.unreadable_rows} unreadable log lines" if stored.unreadable_rows else ""
+    print(
+        f"Labelled examples: {len(stored.examples)} object(s) under labelled/, from {stored.days_scanned} "
+        f"day(s) of the request log{skipped}{lines}"
+    )
     return 0
 
 

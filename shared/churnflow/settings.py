@@ -41,7 +41,20 @@ class CommonSettings(BaseSettings):
         description="Where outcomes come from: empty = the imported labels under labels/; else a table "
         "(project.dataset.table) or a SELECT of the engine returning request_id, churned, observed_at.",
     )
-    duckdb_memory_limit: str = Field("1GB", description="DuckDB's memory limit (it spills to disk beyond it).")
+    duckdb_memory_limit: str = Field("512MB", description="DuckDB's memory limit (it spills to disk beyond it).")
+    outcomes_local_bytes: int = Field(
+        256 << 20,
+        ge=1 << 20,
+        description="Most bytes of objects one DuckDB query downloads to local disk at a time; a larger scan "
+        "is read in parts of this size, or (when it cannot be split) straight from GCS through gcsfs.",
+    )
+    outcomes_read_workers: int = Field(16, ge=1, le=64, description="Objects a DuckDB query downloads in parallel.")
+    labels_max_rows: int = Field(
+        3_000_000, ge=1, description="Most labels one import may hold; split a larger file into several imports."
+    )
+    labels_max_request_age_days: int = Field(
+        400, ge=0, description="A label may only name a request logged this many days before its import, or since."
+    )
 
 
 class RequestTimingSettings(CommonSettings):

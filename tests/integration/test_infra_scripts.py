@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -561,12 +561,13 @@ def table_definition(calls: list[dict], table: str) -> dict:
     return json.loads(call["files"][flag(call["args"], "--external_table_definition")])
 
 
-def test_an_empty_project_gets_a_private_dataset_and_two_external_tables(recorded):
+def test_an_empty_project_gets_a_private_dataset_and_three_external_tables(recorded):
     calls = bq_calls(recorded["empty"])
     assert [words(args) for args in calls if "mk" in args] == [
         f"mk {DATASET}",
         f"mk {DATASET}.request_log",
         f"mk {DATASET}.labels",
+        f"mk {DATASET}.labelled",
     ]
     [dataset] = [args for args in calls if words(args) == f"mk {DATASET}"]
     assert "--dataset" in dataset and flag(dataset, "--location") == "EU"
@@ -578,7 +579,7 @@ def test_an_empty_project_gets_a_private_dataset_and_two_external_tables(recorde
 
 
 @pytest.mark.parametrize("run", ["empty", "existing"])
-def test_the_external_tables_read_the_gzip_json_lines_by_hive_partition(recorded, run):
+def test_the_external_tables_read_their_objects_by_hive_partition(recorded, run):
     bucket = f"gs://{PROJECT}-churnflow"
     request_log, labels = (table_definition(recorded[run], table) for table in ("request_log", "labels"))
     common = {
@@ -602,13 +603,27 @@ def test_the_external_tables_read_the_gzip_json_lines_by_hive_partition(recorded
         "hivePartitioningOptions": {"mode": "CUSTOM", "sourceUriPrefix": f"{bucket}/labels/{{dt:DATE}}"},
         "schema": {"fields": tables.bigquery_schema("labels")},
     }
+    labelled = table_definition(recorded[run], "labelled")
+    assert labelled == {
+        "sourceFormat": "PARQUET",
+        "parquetOptions": {"enableListInference": False, "enumAsString": False, "mapTargetType": None},
+        "sourceUris": [f"{bucket}/{layout.LABELLED_PREFIX}*"],
+        "hivePartitioningOptions": {
+            "mode": "CUSTOM",
+            "sourceUriPrefix": f"{bucket}/labelled/{{dt:DATE}}",
+            "requirePartitionFilter": True,
+        },
+        "schema": {"fields": tables.bigquery_schema("labelled")},
+    }
     # the one definition of the tables, and the object names the writers use, agree with this layout
-    for table, definition in (("request_log", request_log), ("labels", labels)):
+    for table, definition in (("request_log", request_log), ("labels", labels), ("labelled", labelled)):
         prefix = definition["hivePartitioningOptions"]["sourceUriPrefix"]
         assert prefix.endswith(tables.hive_partition_spec(table))
     written = layout.request_log_object(datetime(2026, 11, 30, 7, 5, tzinfo=UTC), "b1")
     assert written.startswith("requests/dt=2026-11-30/hour=07/")
     assert layout.labels_object(datetime(2026, 11, 30, tzinfo=UTC), "i1").startswith("labels/dt=2026-11-30/")
+    key = layout.import_key(datetime(2026, 11, 30, tzinfo=UTC), "i1")
+    assert layout.labelled_object(date(2026, 11, 2), key).startswith("labelled/dt=2026-11-02/")
 
 
 def test_a_set_up_project_gets_its_dataset_and_tables_updated_in_place(recorded):
@@ -618,8 +633,9 @@ def test_a_set_up_project_gets_its_dataset_and_tables_updated_in_place(recorded)
         f"update {DATASET}",
         f"update {DATASET}.request_log",
         f"update {DATASET}.labels",
+        f"update {DATASET}.labelled",
     ]
-    for table in ("request_log", "labels"):
+    for table in ("request_log", "labels", "labelled"):
         assert table_definition(recorded["existing"], table) == table_definition(recorded["empty"], table)
 
 

@@ -1,11 +1,15 @@
 """The query engines behind one interface: DuckDB in-process (the default) and BigQuery.
 
-`open_engine(settings)` picks one by `settings.outcomes_engine`; `run(query)` returns an Arrow table.
-DuckDB reads the gzip JSON-lines objects straight from GCS (or its emulator) through gcsfs, typed
-by `tables`, within `duckdb_memory_limit`. A corrupt line becomes a row of NULLs (counted by the
-queries that report `unreadable_rows`); a corrupt object fails the read, so the engine drops that
-object, counts it in `skipped_objects` and runs the query again. BigQuery runs the same query against
-the external tables of `settings.bigquery_dataset` (see infra/), with query parameters.
+`open_engine(settings)` picks one by `settings.outcomes_engine`; `run(query)` returns an Arrow table,
+`batches(query)` streams it. DuckDB lists the objects of the partitions a query scans, downloads them
+concurrently into a private temporary directory (at most `outcomes_local_bytes` at a time) and reads
+the local files natively, typed by `tables`, within `duckdb_memory_limit` (spilling to that directory).
+A query whose result is a per-row filter of the request log (`Query.splittable`) runs part by part
+when its objects exceed the byte cap; any other larger scan reads GCS through gcsfs. Labelled examples
+count only once their import committed (its labels object exists). A corrupt request-log line becomes a
+row of NULLs; a corrupt object fails the read, so the engine drops that object, counts it in
+`skipped_objects` and runs the query again. BigQuery runs the same query against the external tables
+of `settings.bigquery_dataset` (see infra/), with query parameters.
 """
 
 from __future__ import annotations
@@ -13,15 +17,19 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import re
-from datetime import date
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlglot
 from sqlglot import exp
 
 from churnflow.outcomes import tables
-from churnflow.outcomes.queries import IMPORT_IDS, Query, Scan
+from churnflow.outcomes.queries import IMPORT_LABELS, Query, Scan
 from churnflow.settings import CommonSettings
 from churnflow.storage import gcs, layout
 
@@ -29,17 +37,21 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 log = logging.getLogger(__name__)
-_DAY = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
+BATCH_ROWS = 100_000
 
 
 class Engine(Protocol):
-    """Runs outcome queries; `skipped_objects` names the log objects it could not read."""
+    """Runs outcome queries; `skipped_objects` names the objects it could not read."""
 
     skipped_objects: list[str]
-    max_ids_per_query: int | None
+    max_labels_per_query: int | None
 
     def run(self, query: Query) -> pa.Table:
         """The result of `query`."""
+        ...
+
+    def batches(self, query: Query) -> Iterator[pa.RecordBatch]:
+        """The result of `query`, in record batches."""
         ...
 
 
@@ -50,13 +62,23 @@ def open_engine(settings: CommonSettings) -> Engine:
     return DuckDBEngine(settings)
 
 
-def _user_labels(source: str, dialect: str) -> str:
-    """The labels relation over a user's table or SELECT: `dt` is the observation day, no import order."""
-    query = " " in source.strip()
-    relation = f"({source})" if query else f"`{source}`" if dialect == "bigquery" else source
+_LABELLED_COLUMNS = ", ".join(
+    f"u.{name}" if name in ("churned", "observed_at") else f"r.{name}"
+    for name in tables.LABELLED_FIELDS
+    if name != tables.IMPORT_KEY
+)
+
+
+def _user_labelled(source: str, dialect: str) -> str:
+    """The labelled relation joining the request log with a user's table or SELECT (no import order).
+
+    DuckDB's request_log view already holds only the scanned days; BigQuery needs the partition filter.
+    """
+    relation = f"({source})" if " " in source.strip() else f"`{source}`" if dialect == "bigquery" else source
+    where = " WHERE r.dt BETWEEN @first_day AND @last_day" if dialect == "bigquery" else ""
     return (
-        "SELECT request_id, churned, observed_at, CAST(observed_at AS DATE) AS dt, '' AS source "
-        f"FROM {relation} AS user_labels"
+        f"SELECT {_LABELLED_COLUMNS}, '' AS {tables.IMPORT_KEY}, r.dt FROM request_log AS r "
+        f"JOIN {relation} AS u ON r.request_id = u.request_id{where}"
     )
 
 
@@ -73,103 +95,171 @@ def filesystem(settings: CommonSettings) -> Any:
 
 
 class DuckDBEngine:
-    """DuckDB in this process, reading the bucket's objects of the days a query scans."""
+    """DuckDB in this process, reading the bucket's objects of the partitions a query scans."""
 
-    max_ids_per_query: int | None = None
+    max_labels_per_query: int | None = None
 
     def __init__(self, settings: CommonSettings):
         import duckdb
 
         self.settings = settings
         self.skipped_objects: list[str] = []
-        self._con = duckdb.connect(config={"memory_limit": settings.duckdb_memory_limit})
+        self._tmp = tempfile.TemporaryDirectory(prefix="churnflow-duckdb-")
+        spill = Path(self._tmp.name) / "spill"
+        self._con = duckdb.connect(config={"memory_limit": settings.duckdb_memory_limit, "temp_directory": str(spill)})
         self._con.execute("SET preserve_insertion_order = false")
         self._con.execute("SET TimeZone = 'UTC'")
-        self._con.register_filesystem(filesystem(settings))
+        self._gcsfs = False
 
-    def objects(self, table: tables.Table, scan: Scan) -> list[str]:
-        """gs:// URIs of `table`'s objects in the days of `scan`, minus those skipped as corrupt."""
-        if scan.first is None or table is tables.LABELS:
-            prefixes = [table.prefix]
-        else:
-            prefixes = [f"{table.prefix}dt={date.fromordinal(d):%Y-%m-%d}/" for d in _days(scan)]
-        uris = []
-        for prefix in prefixes:
-            for name in gcs.list_names(self.settings.project, self.settings.bucket, prefix):
-                day = _DAY.search("/" + name)
-                uri = layout.gs_uri(self.settings.bucket, name)
-                inside = day is not None and _within(date.fromisoformat(day.group(1)), scan)
-                if inside and name.endswith(".jsonl.gz") and uri not in self.skipped_objects:
-                    uris.append(uri)
-        return uris
+    def objects(self, table: tables.Table, scan: Scan) -> dict[str, int]:
+        """gs:// URI → size of `table`'s readable objects in the days of `scan` (committed ones, for `labelled`)."""
+        after = scan.last + timedelta(days=1)  # one listing of the names from the first day to the last
+        start, end = f"{table.prefix}dt={scan.first:%Y-%m-%d}/", f"{table.prefix}dt={after:%Y-%m-%d}/"
+        found: dict[str, int] = {}
+        for name, size in gcs.list_sizes(self.settings.project, self.settings.bucket, table.prefix, start, end).items():
+            uri = layout.gs_uri(self.settings.bucket, name)
+            if name.endswith(table.suffix) and uri not in self.skipped_objects:
+                found[name] = size
+        if table is tables.LABELLED:
+            found = {name: size for name, size in found.items() if name in self._committed(list(found))}
+        return {layout.gs_uri(self.settings.bucket, name): size for name, size in found.items()}
 
-    def _view(self, table: tables.Table, scan: Scan) -> str:
+    def _committed(self, names: list[str]) -> set[str]:
+        """The labelled objects among `names` whose import stored its labels object (the commit marker)."""
+        keys = {name: layout.labelled_import_key(name) for name in names}
+        markers = {layout.labels_object_of(key) for key in keys.values() if key}
+        days = {marker.rsplit("/", 1)[0] + "/" for marker in markers}
+        stored = {n for day in days for n in gcs.list_names(self.settings.project, self.settings.bucket, day)}
+        return {name for name, key in keys.items() if key and layout.labels_object_of(key) in stored}
+
+    def _stage(self, uris: list[str], into: Path) -> dict[str, str]:
+        """Download `uris` concurrently below `into` (keeping their partition paths): local path → URI."""
+        local = {str(into / layout.parse_gs_uri(uri)[1]): uri for uri in uris}
+        for path in local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(self.settings.outcomes_read_workers) as pool:
+            list(pool.map(lambda item: gcs.download_file(self.settings.project, item[1], item[0]), local.items()))
+        return local
+
+    def _remote(self, uris: list[str]) -> dict[str, str]:
+        """Read `uris` straight from GCS: register gcsfs once; each URI names itself."""
+        if not self._gcsfs:
+            self._con.register_filesystem(filesystem(self.settings))
+            self._gcsfs = True
+        return {uri: uri for uri in uris}
+
+    def _view(self, table: tables.Table, files: list[str]) -> str:
         columns = tables.duckdb_columns(table.name)
-        uris = self.objects(table, scan)
-        extra = ", filename AS source" if table is tables.LABELS else ""
-        if not uris:
+        if not files:
             typed = [f"CAST(NULL AS {kind}) AS {name}" for name, kind in columns.items()]
             typed += [f"CAST(NULL AS {tables.DUCKDB_TYPES[kind]}) AS {key}" for key, kind in table.partitions]
-            typed += ["CAST(NULL AS VARCHAR) AS source"] if extra else []
             return f"SELECT {', '.join(typed)} WHERE false"
-        files = "[" + ", ".join(_quote(u) for u in uris) + "]"
-        spec = "{" + ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in columns.items()) + "}"
+        listed = "[" + ", ".join(_quote(f) for f in files) + "]"
         hive = "{" + ", ".join(f"{_quote(k)}: {_quote(tables.DUCKDB_TYPES[t])}" for k, t in table.partitions) + "}"
+        if table.format == tables.PARQUET:
+            return f"SELECT * FROM read_parquet({listed}, hive_partitioning = true, hive_types = {hive})"
+        spec = "{" + ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in columns.items()) + "}"
         return (
-            f"SELECT * EXCLUDE (filename){extra} FROM read_json({files}, format = 'newline_delimited', "
-            f"columns = {spec}, hive_partitioning = true, hive_types = {hive}, filename = true, ignore_errors = true)"
+            f"SELECT * FROM read_json({listed}, format = 'newline_delimited', columns = {spec}, "
+            f"hive_partitioning = true, hive_types = {hive}, ignore_errors = true)"
         )
 
-    def run(self, query: Query) -> pa.Table:
-        """Run `query`; an object that fails to decompress is skipped (and counted) and the query rerun."""
-        import duckdb
-        import pyarrow as pa
+    def _sources(self, query: Query) -> dict[tables.Table, Scan]:
+        """The stored tables `query` reads, and their scans (the user's labels read the request log)."""
+        scans = {tables.TABLES[name]: scan for name, scan in query.scans.items()}
+        if self.settings.labels_source and tables.LABELLED in scans:
+            scans[tables.REQUEST_LOG] = scans.pop(tables.LABELLED)
+        return scans
 
-        if query.ids or IMPORT_IDS in query.sql:
-            self._con.register(IMPORT_IDS, pa.table({"request_id": pa.array(query.ids, pa.string())}))
+    def _parts(self, query: Query) -> Iterator[tuple[dict[tables.Table, list[str]], bool]]:
+        """The object URIs of each table `query` reads, and whether to download them: all at once when they
+        fit the byte cap, else in parts of at most the cap (splittable queries) or read remotely."""
+        listed = {table: self.objects(table, scan) for table, scan in self._sources(query).items()}
+        cap = self.settings.outcomes_local_bytes
+        whole = {table: sorted(sizes) for table, sizes in listed.items()}
+        if sum(sum(sizes.values()) for sizes in listed.values()) <= cap:
+            yield whole, True
+            return
+        if not query.splittable:
+            yield whole, False
+            return
+        [(table, sizes)] = listed.items()  # a splittable query reads one table
+        part: list[str] = []
+        used = 0
+        for uri, size in sorted(sizes.items(), reverse=True):  # newest first
+            if part and used + size > cap:
+                yield {table: part}, True
+                part, used = [], 0
+            part.append(uri)
+            used += size
+        yield {table: part}, True
+
+    def _result(self, query: Query, uris: dict[tables.Table, list[str]], local: bool, into: Path) -> None:
+        """Create the temp table `result` of `query` over `uris`; a corrupt object is skipped and counted."""
+        import duckdb
+
+        if query.labels is not None:
+            self._con.register(IMPORT_LABELS, query.labels)
+        every = sorted({uri for files in uris.values() for uri in files})
+        paths = self._stage(every, into) if local else self._remote(every)
         sql = query.to("duckdb")
         while True:
-            for name, scan in query.scans.items():
-                table = tables.TABLES[name]
-                if name == tables.LABELS.name and self.settings.labels_source:
-                    view = _user_labels(self.settings.labels_source, "duckdb")
-                else:
-                    view = self._view(table, scan)
-                self._con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {view}")
+            for table, files in uris.items():
+                readable = [p for p, uri in paths.items() if uri in files and uri not in self.skipped_objects]
+                self._con.execute(f"CREATE OR REPLACE TEMP VIEW {table.name} AS {self._view(table, readable)}")
+            if self.settings.labels_source and tables.LABELLED.name in query.scans:
+                labelled = _user_labelled(self.settings.labels_source, "duckdb")
+                self._con.execute(f"CREATE OR REPLACE TEMP VIEW {tables.LABELLED.name} AS {labelled}")
             try:
-                return self._con.sql(sql, params=query.params).to_arrow_table()
+                self._con.execute(f"CREATE OR REPLACE TEMP TABLE result AS {sql}", query.params)
+                return
             except duckdb.Error as error:  # a truncated object raises IOException, a non-gzip one may not
-                corrupt = _named_object(str(error), self.settings.bucket)
+                corrupt = _named_object(str(error), paths)
                 if corrupt is None or corrupt in self.skipped_objects:
                     raise
-                log.warning("skipped an unreadable log object", extra={"object": corrupt, "error": str(error)})
+                log.warning("skipped an unreadable object", extra={"object": corrupt, "error": str(error)})
                 self.skipped_objects.append(corrupt)
 
+    def _results(self, query: Query) -> Iterator[Any]:
+        """For each part of `query`: the DuckDB relation of its result (valid until the next part)."""
+        for uris, local in self._parts(query):
+            into = Path(tempfile.mkdtemp(dir=self._tmp.name, prefix="stage-"))
+            try:
+                self._result(query, uris, local, into)
+                yield self._con.sql("SELECT * FROM result")
+            finally:
+                self._con.execute("DROP TABLE IF EXISTS result")
+                shutil.rmtree(into, ignore_errors=True)
 
-def _days(scan: Scan) -> range:
-    assert scan.first is not None
-    return range(scan.first.toordinal(), scan.last.toordinal() + 1)
+    def batches(self, query: Query) -> Iterator[pa.RecordBatch]:
+        """Stream `query`'s result; a splittable query over more than the byte cap runs part by part."""
+        for relation in self._results(query):
+            yield from relation.fetch_record_batch(BATCH_ROWS)
 
+    def run(self, query: Query) -> pa.Table:
+        """The result of `query`, whole."""
+        import pyarrow as pa
 
-def _within(day: date, scan: Scan) -> bool:
-    return (scan.first is None or scan.first <= day) and day <= scan.last
+        return pa.concat_tables([relation.to_arrow_table() for relation in self._results(query)])
 
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _named_object(message: str, bucket: str) -> str | None:
-    """The gs:// URI of the object a DuckDB error names, if any."""
-    match = re.search(rf"(?:gs|gcs)://{re.escape(bucket)}/(\S+?\.jsonl\.gz)", message)
-    return layout.gs_uri(bucket, match.group(1)) if match else None
+def _named_object(message: str, paths: dict[str, str]) -> str | None:
+    """The gs:// URI of the object a DuckDB error names (by its local path or its URI), if any."""
+    for path, uri in paths.items():
+        if path in message or uri in message or uri.replace("gs://", "gcs://") in message:
+            return uri
+    return None
 
 
 class BigQueryEngine:
-    """BigQuery, over the external tables `request_log` and `labels` of `settings.bigquery_dataset`."""
+    """BigQuery, over the external tables `request_log`, `labels` and `labelled` of `settings.bigquery_dataset`."""
 
-    max_ids_per_query: int | None = 100_000
-    """Ids of an import travel as an ARRAY<STRING> query parameter, so a large import takes several queries."""
+    max_labels_per_query: int | None = 10_000
+    """An import's labels travel as an ARRAY<STRUCT> query parameter, so a large import takes several queries."""
 
     def __init__(self, settings: CommonSettings):
         self.settings = settings
@@ -179,37 +269,45 @@ class BigQueryEngine:
     def compile(self, query: Query) -> str:
         """The BigQuery SQL of `query`, its tables qualified with the project and dataset."""
         tree = query.tree().copy()
-        labels = (
-            _user_labels(self.settings.labels_source, "bigquery")
-            if self.settings.labels_source
-            else f"SELECT *, _FILE_NAME AS source FROM `{self._qualified(tables.LABELS.name)}`"
-        )
+        if self.settings.labels_source:
+            labelled = _user_labelled(self.settings.labels_source, "bigquery")
+        else:  # only committed imports: those whose labels object exists
+            labelled = (
+                f"SELECT * FROM {tables.LABELLED.name} WHERE dt BETWEEN @first_day AND @last_day "
+                f"AND {tables.IMPORT_KEY} IN (SELECT REGEXP_EXTRACT(_FILE_NAME, r'([^/]+)[.]jsonl[.]gz$') "
+                f"FROM {tables.LABELS.name} WHERE dt >= @first_day)"
+            )
+        replacements = {
+            tables.LABELLED.name: labelled,
+            IMPORT_LABELS: f"SELECT * FROM UNNEST(@{IMPORT_LABELS})",
+        }
         for table in list(tree.find_all(exp.Table)):
-            if table.name == tables.REQUEST_LOG.name and not table.db:
-                table.set("this", exp.to_identifier(tables.REQUEST_LOG.name))
+            if table.name in replacements and not table.db:
+                table.replace(_subquery(replacements[table.name], table.alias or table.name))
+        for table in tree.find_all(exp.Table):
+            if table.name in tables.TABLES and not table.db:
                 table.set("db", exp.to_identifier(self.settings.bigquery_dataset))
                 table.set("catalog", exp.to_identifier(self.settings.project))
-            elif table.name == tables.LABELS.name and not table.db:
-                table.replace(_subquery(labels, table.alias or tables.LABELS.name))
-            elif table.name == IMPORT_IDS:
-                unnest = f"SELECT request_id FROM UNNEST(@{IMPORT_IDS}) AS request_id"
-                table.replace(_subquery(unnest, table.alias or IMPORT_IDS))
         return tree.sql("bigquery")
 
-    def _qualified(self, name: str) -> str:
-        return f"{self.settings.project}.{self.settings.bigquery_dataset}.{name}"
-
-    def run(self, query: Query) -> pa.Table:
-        """Run `query` as a BigQuery job and fetch its result."""
+    def _job(self, query: Query) -> Any:
         bigquery = importlib.import_module("google.cloud.bigquery")  # only the BigQuery engine needs it
         if self._client is None:
             self._client = bigquery.Client(project=self.settings.project, location=self.settings.bigquery_location)
         params: list[Any] = [_parameter(bigquery, name, value) for name, value in query.params.items()]
-        if IMPORT_IDS in query.sql:
-            params.append(bigquery.ArrayQueryParameter(IMPORT_IDS, "STRING", query.ids))
+        if query.labels is not None:
+            params.append(_labels_parameter(bigquery, query.labels))
         config = bigquery.QueryJobConfig(query_parameters=params)
-        job = self._client.query(self.compile(query), job_config=config, location=self.settings.bigquery_location)
-        return job.result().to_arrow()
+        return self._client.query(self.compile(query), job_config=config, location=self.settings.bigquery_location)
+
+    def run(self, query: Query) -> pa.Table:
+        """Run `query` as a BigQuery job and fetch its result."""
+        return self._job(query).result().to_arrow()
+
+    def batches(self, query: Query) -> Iterator[pa.RecordBatch]:
+        """Run `query` as a BigQuery job and stream its result."""
+        for table in self._job(query).result().to_arrow_iterable():
+            yield from table.to_batches() if hasattr(table, "to_batches") else [table]
 
 
 def _subquery(select: str, alias: str) -> exp.Expression:
@@ -221,3 +319,16 @@ def _subquery(select: str, alias: str) -> exp.Expression:
 def _parameter(bigquery: Any, name: str, value: Any) -> Any:
     kinds = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", date: "DATE"}
     return bigquery.ScalarQueryParameter(name, kinds[type(value)], value)
+
+
+def _labels_parameter(bigquery: Any, labels: pa.Table) -> Any:
+    rows = [
+        bigquery.StructQueryParameter(
+            None,
+            bigquery.ScalarQueryParameter("request_id", "STRING", row["request_id"]),
+            bigquery.ScalarQueryParameter("churned", "BOOL", row["churned"]),
+            bigquery.ScalarQueryParameter("observed_at", "TIMESTAMP", row["observed_at"]),
+        )
+        for row in labels.to_pylist()
+    ]
+    return bigquery.ArrayQueryParameter(IMPORT_LABELS, "STRUCT", rows)

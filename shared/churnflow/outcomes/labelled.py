@@ -1,4 +1,4 @@
-"""The three label-using reads, each one query of `queries` run by an `Engine`."""
+"""The label-using reads of the monitor and the retrain, each one query of `queries` over the labelled examples."""
 
 from __future__ import annotations
 
@@ -13,16 +13,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-def unknown_request_ids(engine: Engine, ids: list[str], until: date) -> set[str]:
-    """The ids among `ids` of no request logged up to day `until`."""
-    step = engine.max_ids_per_query or max(len(ids), 1)
-    unknown: set[str] = set()
-    for first in range(0, len(ids), step):
-        result = engine.run(queries.unknown_ids(ids[first : first + step], until))
-        unknown.update(result.column("request_id").to_pylist())
-    return unknown
-
-
 @dataclass(frozen=True)
 class PerformanceCounts:
     """Sums over the labelled requests of a window, from which every labelled metric follows exactly."""
@@ -34,6 +24,8 @@ class PerformanceCounts:
     sum_squared_error: float
     positive_rank_sum_x2: int
     unreadable_rows: int
+    """Rows of the window that could not be read: 0, the labelled examples are typed Parquet (a label import
+    counts the unreadable log lines it met)."""
     skipped_objects: int
 
     @property
@@ -55,11 +47,12 @@ def performance(engine: Engine, model_version: int, start: date, until: date) ->
         sum_probability=float(row["sum_p"]),
         sum_squared_error=float(row["sum_squared_error"]),
         positive_rank_sum_x2=int(row["positive_rank_sum_x2"]),
-        unreadable_rows=int(row["unreadable_rows"]),
+        unreadable_rows=0,
         skipped_objects=len(engine.skipped_objects),
     )
 
 
 def recent_labelled(engine: Engine, since: datetime, until: date, max_rows: int) -> pa.Table:
-    """The newest `max_rows` labelled requests logged since `since`, oldest first (id, 19 features, Churn)."""
+    """The newest `max_rows` labelled requests logged since `since`, oldest first: id (as customerID), the 19
+    features, Churn, then `ts` (logged time, epoch seconds) and `model_version` (the model that answered)."""
     return engine.run(queries.recent_labelled(since, until, max_rows))

@@ -1,9 +1,12 @@
 """The outcome queries, each written once in BigQuery's SQL and transpiled by sqlglot for DuckDB.
 
 Every query reads the tables of `tables` through a partition filter on `dt`, so BigQuery scans only
-the days it needs and DuckDB lists only those partitions (`Query.scans`). A label imported later
-overrides an earlier one for the same request id (ordered by `source`, the labels object's name,
-which starts with the import time); a request logged twice counts once (its first record).
+the days it needs and DuckDB lists only those partitions (`Query.scans`). A label import joins its
+labels with the requests they name once (`matched_requests`, over a bounded range of log days) and
+stores the result as the `labelled` table; the monitor's and the retrain's queries read only that
+table's partitions of their window (the request's day), never the request log. A label imported later
+overrides an earlier one for the same request (ordered by `import_key`, which starts with the import
+time); a request logged twice counts once (its first record).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlglot
 from sqlglot import exp
@@ -19,16 +22,19 @@ from sqlglot import exp
 from churnflow.core import schema
 from churnflow.outcomes import tables
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 SOURCE_DIALECT = "bigquery"
-IMPORT_IDS = "import_ids"
-"""The relation of request ids being imported (one column `request_id`), supplied by the engine."""
+IMPORT_LABELS = "import_labels"
+"""The relation of the labels being imported (`request_id`, `churned`, `observed_at`), supplied by the engine."""
 
 
 @dataclass(frozen=True)
 class Scan:
-    """The `dt` partitions a query reads of one table: from `first` (None: the oldest) to `last`, inclusive."""
+    """The `dt` partitions a query reads of one table: from `first` to `last`, inclusive."""
 
-    first: date | None
+    first: date
     last: date
 
 
@@ -40,8 +46,10 @@ class Query:
     sql: str
     params: dict[str, Any]
     scans: dict[str, Scan]
-    ids: list[str] = field(default_factory=list)
-    """For UNKNOWN_IDS: the request ids of the `import_ids` relation."""
+    labels: pa.Table | None = field(default=None, compare=False)
+    """For `matched_requests`: the rows of the `import_labels` relation."""
+    splittable: bool = False
+    """True when the result over some objects united with that over the others is the whole result."""
 
     def tree(self) -> exp.Expression:
         """The parsed source SQL."""
@@ -59,91 +67,85 @@ def _parse(sql: str) -> exp.Expression:
     return tree
 
 
-_LATEST_LABELS = """latest AS (
-  SELECT request_id, churned FROM labels
-  WHERE dt BETWEEN @labels_from AND @until AND request_id IS NOT NULL AND churned IS NOT NULL
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY source DESC, observed_at DESC) = 1
-)"""
+_FEATURES = ", ".join(schema.FEATURE_NAMES)
+_R_FEATURES = ", ".join(f"r.{name}" for name in schema.FEATURE_NAMES)
+_LATEST = "ROW_NUMBER() OVER (PARTITION BY {0}request_id ORDER BY {0}import_key DESC, {0}observed_at DESC) = 1"
 
-UNKNOWN_IDS_SQL = f"""
-SELECT i.request_id FROM {IMPORT_IDS} AS i
-WHERE NOT EXISTS (SELECT 1 FROM request_log AS r WHERE r.dt <= @until AND r.request_id = i.request_id)
+MATCHED_REQUESTS_SQL = f"""
+SELECT r.request_id, r.ts, r.model_version, {_R_FEATURES}, r.churn_probability, r.churn_prediction,
+  i.churned, i.observed_at, @import_key AS import_key, r.dt
+FROM request_log AS r LEFT JOIN {IMPORT_LABELS} AS i ON r.request_id = i.request_id
+WHERE r.dt BETWEEN @first_day AND @last_day AND (r.request_id IS NULL OR i.request_id IS NOT NULL)
+QUALIFY r.request_id IS NULL OR ROW_NUMBER() OVER (PARTITION BY r.request_id ORDER BY r.ts) = 1
 """
 
 PERFORMANCE_SQL = f"""
-WITH {_LATEST_LABELS},
-joined AS (
-  SELECT r.request_id, r.ts, r.model_version, r.churn_probability AS p, r.churn_prediction AS predicted, l.churned
-  FROM request_log AS r LEFT JOIN latest AS l ON r.request_id = l.request_id
-  WHERE r.dt BETWEEN @start AND @until AND (r.request_id IS NULL OR l.churned IS NOT NULL)
+WITH latest AS (
+  SELECT churn_probability AS p, churn_prediction AS predicted, IF(churned, 1, 0) AS y FROM labelled
+  WHERE dt BETWEEN @first_day AND @last_day AND model_version = @model_version AND churn_probability IS NOT NULL
+  QUALIFY {_LATEST.format("")}
 ),
-first_logged AS (
-  SELECT request_id IS NULL AS unreadable, model_version, p, predicted, IF(churned, 1, 0) AS y FROM joined
-  WHERE TRUE
-  QUALIFY request_id IS NULL OR ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY ts) = 1
-),
-grouped AS (
-  SELECT unreadable, p, predicted, COUNT(*) AS n, SUM(y) AS pos FROM first_logged
-  WHERE unreadable OR (model_version = @model_version AND p IS NOT NULL)
-  GROUP BY unreadable, p, predicted
-),
+grouped AS (SELECT p, predicted, COUNT(*) AS n, SUM(y) AS pos FROM latest GROUP BY p, predicted),
 ranked AS (
-  SELECT unreadable, p, predicted, n, pos,
-    SUM(n) OVER (PARTITION BY unreadable ORDER BY p RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-      - SUM(n) OVER (PARTITION BY unreadable, p) AS below,
-    SUM(n) OVER (PARTITION BY unreadable, p) AS tied
+  SELECT p, predicted, n, pos,
+    SUM(n) OVER (ORDER BY p RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - SUM(n) OVER (PARTITION BY p) AS below,
+    SUM(n) OVER (PARTITION BY p) AS tied
   FROM grouped
 )
 SELECT
-  COALESCE(SUM(IF(unreadable, 0, n)), 0) AS n,
-  COALESCE(SUM(IF(unreadable, 0, pos)), 0) AS positives,
-  COALESCE(SUM(IF(unreadable, 0, IF(predicted = 1, pos, n - pos))), 0) AS correct,
-  COALESCE(SUM(IF(unreadable, 0, n * p)), 0) AS sum_p,
-  COALESCE(SUM(IF(unreadable, 0, pos * (1 - p) * (1 - p) + (n - pos) * p * p)), 0) AS sum_squared_error,
-  COALESCE(SUM(IF(unreadable, 0, pos * (2 * below + tied + 1))), 0) AS positive_rank_sum_x2,
-  COALESCE(SUM(IF(unreadable, n, 0)), 0) AS unreadable_rows
+  COALESCE(SUM(n), 0) AS n,
+  COALESCE(SUM(pos), 0) AS positives,
+  COALESCE(SUM(IF(predicted = 1, pos, n - pos)), 0) AS correct,
+  COALESCE(SUM(n * p), 0) AS sum_p,
+  COALESCE(SUM(pos * (1 - p) * (1 - p) + (n - pos) * p * p), 0) AS sum_squared_error,
+  COALESCE(SUM(pos * (2 * below + tied + 1)), 0) AS positive_rank_sum_x2
 FROM ranked
 """
 
-_FEATURES = ", ".join(f"r.{name}" for name in schema.FEATURE_NAMES)
-_OUT_FEATURES = ", ".join(schema.FEATURE_NAMES)
 RECENT_LABELLED_SQL = f"""
-WITH {_LATEST_LABELS},
-joined AS (
-  SELECT r.request_id, r.ts, {_FEATURES}, l.churned
-  FROM request_log AS r JOIN latest AS l ON r.request_id = l.request_id
-  WHERE r.dt BETWEEN @labels_from AND @until AND r.ts >= @since_ts
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY r.request_id ORDER BY r.ts) = 1
+WITH newest AS (
+  SELECT request_id, MIN(ts) AS ts FROM labelled
+  WHERE dt BETWEEN @first_day AND @last_day AND ts >= @since_ts
+  GROUP BY request_id ORDER BY ts DESC, request_id DESC LIMIT @max_rows
 ),
-recent AS (SELECT * FROM joined ORDER BY ts DESC, request_id DESC LIMIT @max_rows)
-SELECT request_id AS {schema.ID_COLUMN}, {_OUT_FEATURES},
-  IF(churned, '{schema.TARGET_POSITIVE}', 'No') AS {schema.TARGET}
+recent AS (
+  SELECT l.* FROM labelled AS l JOIN newest AS n ON l.request_id = n.request_id
+  WHERE l.dt BETWEEN @first_day AND @last_day
+  QUALIFY {_LATEST.format("l.")}
+)
+SELECT request_id AS {schema.ID_COLUMN}, {_FEATURES},
+  IF(churned, '{schema.TARGET_POSITIVE}', 'No') AS {schema.TARGET}, ts, model_version
 FROM recent ORDER BY ts, request_id
 """
 
 
-def unknown_ids(ids: list[str], until: date) -> Query:
-    """The ids among `ids` that no request logged up to day `until` carries (an anti-join)."""
-    scans = {tables.REQUEST_LOG.name: Scan(None, until)}
-    return Query("unknown_ids", UNKNOWN_IDS_SQL, {"until": until}, scans, ids)
+def matched_requests(first: date, last: date, import_key: str, labels: pa.Table) -> Query:
+    """The labelled examples of an import among the requests logged on days first..last.
+
+    For each request of `labels` (the `import_labels` relation) logged in those days: its first logged
+    record, joined with its label and stamped with `import_key`, as the `labelled` table stores it;
+    plus one all-NULL row per unreadable log line of those days (to be counted, not stored). Splittable:
+    a request logged twice in different parts matches twice, and readers keep one (same record, same label).
+    """
+    params = {"first_day": first, "last_day": last, "import_key": import_key}
+    scans = {tables.REQUEST_LOG.name: Scan(first, last)}
+    return Query("matched_requests", MATCHED_REQUESTS_SQL, params, scans, labels, splittable=True)
 
 
 def performance(model_version: int, start: date, until: date) -> Query:
     """Aggregates of `model_version`'s labelled requests logged on days start..until (one row).
 
     n, positives, correct (served prediction = outcome), sum of probabilities, sum of squared errors
-    (Brier × n), twice the rank sum of the positives (ties get their average rank: the Mann-Whitney U
-    form of ROC AUC) and the count of unreadable log lines. Labels imported before `start` cannot
-    belong to these requests, so the labels scan starts there too.
+    (Brier × n) and twice the rank sum of the positives (ties get their average rank: the Mann-Whitney U
+    form of ROC AUC), over the `labelled` partitions of those days only.
     """
-    scans = {tables.REQUEST_LOG.name: Scan(start, until), tables.LABELS.name: Scan(start, until)}
-    params = {"model_version": model_version, "start": start, "until": until, "labels_from": start}
-    return Query("performance", PERFORMANCE_SQL, params, scans)
+    params = {"model_version": model_version, "first_day": start, "last_day": until}
+    return Query("performance", PERFORMANCE_SQL, params, {tables.LABELLED.name: Scan(start, until)})
 
 
 def recent_labelled(since: datetime, until: date, max_rows: int) -> Query:
-    """The newest `max_rows` labelled requests logged since `since`, oldest first: id, features, Churn."""
+    """The newest `max_rows` labelled requests logged since `since`, oldest first: id, features, Churn, ts,
+    model_version (over the `labelled` partitions of those days only)."""
     first = since.date()
-    scans = {tables.REQUEST_LOG.name: Scan(first, until), tables.LABELS.name: Scan(first, until)}
-    params = {"labels_from": first, "until": until, "since_ts": since.timestamp(), "max_rows": max_rows}
-    return Query("recent_labelled", RECENT_LABELLED_SQL, params, scans)
+    params = {"first_day": first, "last_day": until, "since_ts": since.timestamp(), "max_rows": max_rows}
+    return Query("recent_labelled", RECENT_LABELLED_SQL, params, {tables.LABELLED.name: Scan(first, until)})

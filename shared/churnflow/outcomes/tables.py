@@ -1,11 +1,14 @@
-"""The two tables the outcome queries read, defined once for every engine and for infra/.
+"""The three tables the outcome queries read, defined once for every engine and for infra/.
 
 `request_log` holds the records of storage/request_log.py under `requests/`, hive partitioned by `dt`
 (DATE) and `hour` (INTEGER); `labels` holds the records of storage/labels.py under `labels/`,
-partitioned by `dt`. Column names are the record field names; types come from core/schema.py.
-`python -m churnflow.outcomes.tables schema request_log|labels` prints the BigQuery JSON schema
-(without the partition columns, which BigQuery takes from the paths), `... partitions TABLE` the
-hive partition spec of the source URI prefix (e.g. `{dt:DATE}/{hour:INTEGER}`).
+partitioned by `dt` (the import day); `labelled` holds the labelled examples each label import
+materialises (outcomes/label_import.py) as Parquet under `labelled/`, partitioned by `dt`, the day the
+request was logged: the logged request, its outcome and the import it came from (`import_key`, which
+sorts by import time). Column names are the record field names; types come from core/schema.py.
+`python -m churnflow.outcomes.tables schema TABLE` prints the BigQuery JSON schema (without the
+partition columns, which BigQuery takes from the paths), `... partitions TABLE` the hive partition
+spec of the source URI prefix (e.g. `{dt:DATE}/{hour:INTEGER}`), `... format TABLE` its source format.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from churnflow.core import schema
 from churnflow.storage import labels, layout, request_log
@@ -28,20 +32,26 @@ DUCKDB_TYPES = {
     DATE: "DATE",
 }
 """BigQuery (legacy schema) type → DuckDB type."""
+JSON_LINES, PARQUET = "NEWLINE_DELIMITED_JSON", "PARQUET"
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
 class Table:
-    """A hive-partitioned table of gzip JSON-lines objects under `prefix` of the bucket."""
+    """A hive-partitioned table of objects under `prefix` of the bucket: gzip JSON lines or Parquet."""
 
     name: str
     prefix: str
     columns: tuple[tuple[str, str], ...]
     partitions: tuple[tuple[str, str], ...]
+    format: str = JSON_LINES
 
-    def glob(self) -> str:
-        """The object pattern under the prefix, one `*` per partition level."""
-        return "".join(f"{key}=*/" for key, _ in self.partitions) + "*.jsonl.gz"
+    @property
+    def suffix(self) -> str:
+        """How the names of the table's objects end."""
+        return ".parquet" if self.format == PARQUET else ".jsonl.gz"
 
 
 def _feature_type(feature: schema.Feature) -> str:
@@ -63,6 +73,17 @@ _REQUEST_TYPES = {
     request_log.SEQUENCE: INTEGER,
 }
 _LABEL_TYPES = {"request_id": STRING, "churned": BOOLEAN, "observed_at": TIMESTAMP}
+IMPORT_KEY = "import_key"
+LABELLED_FIELDS = (
+    request_log.REQUEST_ID,
+    request_log.TIMESTAMP,
+    request_log.MODEL_VERSION,
+    *schema.FEATURE_NAMES,
+    request_log.PROBABILITY,
+    request_log.PREDICTION,
+    *labels.FIELDS[1:],
+    IMPORT_KEY,
+)
 
 REQUEST_LOG = Table(
     "request_log",
@@ -76,7 +97,14 @@ LABELS = Table(
     tuple((name, _LABEL_TYPES[name]) for name in labels.FIELDS),
     (("dt", DATE),),
 )
-TABLES = {t.name: t for t in (REQUEST_LOG, LABELS)}
+LABELLED = Table(
+    "labelled",
+    layout.LABELLED_PREFIX,
+    tuple((name, {**_REQUEST_TYPES, **_LABEL_TYPES, IMPORT_KEY: STRING}[name]) for name in LABELLED_FIELDS),
+    (("dt", DATE),),
+    PARQUET,
+)
+TABLES = {t.name: t for t in (REQUEST_LOG, LABELS, LABELLED)}
 
 
 def bigquery_schema(table: str) -> list[dict[str, str]]:
@@ -94,14 +122,32 @@ def duckdb_columns(table: str) -> dict[str, str]:
     return {name: DUCKDB_TYPES[kind] for name, kind in TABLES[table].columns}
 
 
+def arrow_schema(table: str) -> pa.Schema:
+    """The Arrow schema of `table`'s stored columns (the Parquet objects of `labelled` are written with it)."""
+    import pyarrow as pa
+
+    types = {
+        STRING: pa.string(),
+        INTEGER: pa.int64(),
+        FLOAT: pa.float64(),
+        BOOLEAN: pa.bool_(),
+        TIMESTAMP: pa.timestamp("us", tz="UTC"),
+        DATE: pa.date32(),
+    }
+    return pa.schema([(name, types[kind]) for name, kind in TABLES[table].columns])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`schema TABLE` prints the BigQuery JSON schema; `partitions TABLE` the hive partition spec."""
+    """`schema TABLE` prints the BigQuery JSON schema; `partitions TABLE` the hive partition spec; `format TABLE`
+    the BigQuery source format."""
     parser = argparse.ArgumentParser(prog="python -m churnflow.outcomes.tables", description=main.__doc__)
-    parser.add_argument("what", choices=("schema", "partitions"))
+    parser.add_argument("what", choices=("schema", "partitions", "format"))
     parser.add_argument("table", choices=sorted(TABLES))
     args = parser.parse_args(argv)
     if args.what == "schema":
         print(json.dumps(bigquery_schema(args.table), indent=2))
+    elif args.what == "format":
+        print(TABLES[args.table].format)
     else:
         print(hive_partition_spec(args.table))
     return 0

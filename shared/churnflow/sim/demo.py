@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -25,9 +26,7 @@ import pandas as pd
 from churnflow.core import schema
 from churnflow.local import stack
 from churnflow.monitoring.models import CheckStatus, CheckSummary
-from churnflow.outcomes.engine import open_engine
-from churnflow.outcomes.label_import import import_labels
-from churnflow.outcomes.labelled import unknown_request_ids
+from churnflow.outcomes.label_import import LabelImport, import_labels
 from churnflow.retraining.job import RetrainOutcome
 from churnflow.retraining.request_state import RetrainState, RetrainStatus
 from churnflow.retraining.request_store import StateStore
@@ -35,6 +34,7 @@ from churnflow.settings import REPO_ROOT, CommonSettings, LocalStackSettings, Tr
 from churnflow.sim import scenarios
 from churnflow.sim.traffic import Prober, next_check, send, wait_for
 from churnflow.storage import gcs, layout
+from churnflow.storage.labels import LabelValidationError
 from churnflow.training import data
 from churnflow.training.register import run_training
 
@@ -163,18 +163,11 @@ def _loop(
     # outcomes become known for the new segment's customers (the others' are already in the training data)
     labelled = {i: churn for i, churn in zip(ids, shifted[schema.TARGET], strict=True) if churn is not None}
     settings = CommonSettings(bucket=common.bucket, project=common.project)
-    engine = open_engine(settings)
-    wait_for(
-        lambda: not unknown_request_ids(engine, ids, pd.Timestamp.now(tz="UTC").date()),
-        30,
-        "the request log to reach GCS",
-        every_s=0.5,
-    )
     labels_file = local.state_dir / "labels.csv"
     rows = [f"{i},{churn},{pd.Timestamp.now(tz='UTC').isoformat()}" for i, churn in labelled.items()]
     labels_file.write_text("request_id,churned,observed_at\n" + "\n".join(rows) + "\n")
-    uri, count = import_labels(settings, labels_file)
-    say(f"Labels arrive: {count} churn outcomes imported ({uri})")
+    stored = wait_for(lambda: _import_once_logged(settings, labels_file), 30, "the request log to reach GCS", 0.5)
+    say(f"Labels arrive: {stored.labels} churn outcomes imported ({stored.uri})")
 
     drifted: CheckSummary | None = None
     while drifted is None:
@@ -241,6 +234,16 @@ def _loop(
         f"{len(prober.failures)} failed, versions served {dict(sorted(prober.versions.items()))}"
     )
     return result
+
+
+def _import_once_logged(settings: CommonSettings, labels_file: Path) -> LabelImport | None:
+    """Import the labels file, or None while some of the requests it names are not in the request log yet."""
+    try:
+        return import_labels(settings, labels_file)
+    except LabelValidationError as error:
+        if all("unknown request id" in text for text in error.errors):
+            return None
+        raise
 
 
 def demo_settings() -> LocalStackSettings:

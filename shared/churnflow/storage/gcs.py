@@ -191,11 +191,20 @@ def delete_object(project: str, bucket: str, name: str, generation: int | None =
 
 def create_bytes(project: str, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
     """Upload `data` to a gs:// URI only if no object exists there (written whole, once, or not at all)."""
+    _create(project, uri, lambda blob: blob.upload_from_string(data, content_type=content_type, if_generation_match=0))
+
+
+def create_file(project: str, uri: str, path: str, content_type: str = "application/octet-stream") -> None:
+    """Upload the local file `path` to a gs:// URI only if no object exists there."""
+    _create(
+        project, uri, lambda blob: blob.upload_from_filename(path, content_type=content_type, if_generation_match=0)
+    )
+
+
+def _create(project: str, uri: str, upload: Callable[[storage.Blob], None]) -> None:
     bucket, name = parse_gs_uri(uri)
     try:
-        client(project).bucket(bucket).blob(name).upload_from_string(
-            data, content_type=content_type, if_generation_match=0
-        )
+        upload(client(project).bucket(bucket).blob(name))
     except exceptions.PreconditionFailed as error:
         raise PreconditionFailed(f"{uri} already exists") from error
 
@@ -203,3 +212,17 @@ def create_bytes(project: str, uri: str, data: bytes, content_type: str = "appli
 def list_names(project: str, bucket: str, prefix: str) -> list[str]:
     """Names of the objects under `prefix`, in lexical order."""
     return sorted(blob.name for blob in client(project).list_blobs(bucket, prefix=prefix))
+
+
+def list_sizes(
+    project: str, bucket: str, prefix: str, start: str | None = None, end: str | None = None
+) -> dict[str, int]:
+    """Name → size in bytes of the objects under `prefix` whose names are in [start, end) (lexically)."""
+    blobs = client(project).list_blobs(bucket, prefix=prefix, start_offset=start, end_offset=end)
+    return {blob.name: int(blob.size or 0) for blob in blobs}
+
+
+def download_file(project: str, uri: str, path: str) -> None:
+    """Download the object at a gs:// URI into the local file `path`."""
+    bucket, name = parse_gs_uri(uri)
+    client(project).bucket(bucket).blob(name).download_to_filename(path)

@@ -1,121 +1,120 @@
-"""Ground-truth labels in GCS: churn outcomes that arrive after the predictions they judge.
+"""Ground-truth labels files: churn outcomes that arrive after the predictions they judge.
 
 A label names the request it belongs to (`request_id`, as returned by `/predict` and logged), whether
-that customer churned, and when that was observed. A batch is validated whole against the logged
-requests (outcomes.label_import asks the query engine which ids are unknown); a valid batch is stored
-as one gzip JSON-lines object under the labels prefix, created with a generation precondition so an
-import is written once or not at all.
+that customer churned, and when that was observed. A labels file (CSV with a header, or JSON lines) is
+read here as a stream of Arrow batches of raw text with their row numbers, at most `max_rows` rows;
+outcomes.label_import validates them and stores a valid import as one gzip JSON-lines object under
+the labels prefix (the system of record) plus its labelled examples.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import orjson
-
-from churnflow.settings import CommonSettings
-from churnflow.storage import gcs, layout, request_log
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 FIELDS = ("request_id", "churned", "observed_at")
-_TRUE = {"yes", "true", "1"}
-_FALSE = {"no", "false", "0"}
+ROW = "row"
+TRUE = ("yes", "true", "1")
+FALSE = ("no", "false", "0")
 CONTENT_TYPE = "application/x-ndjson"
+_CHUNK_ROWS = 100_000
+SHOWN_ERRORS = 20
 
 
 class LabelValidationError(ValueError):
-    """A labels batch with problems; `errors` names each bad row. Nothing was stored."""
+    """A labels batch with problems; `errors` names bad rows (the first ones, of `total`). Nothing was stored."""
 
-    def __init__(self, errors: list[str]):
+    def __init__(self, errors: list[str], total: int | None = None):
         self.errors = errors
-        shown = "\n  ".join(errors[:20])
-        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-        super().__init__(f"{len(errors)} label error(s):\n  {shown}{more}")
+        self.total = len(errors) if total is None else total
+        shown = "\n  ".join(errors[:SHOWN_ERRORS])
+        more = f"\n  ... and {self.total - SHOWN_ERRORS} more" if self.total > SHOWN_ERRORS else ""
+        super().__init__(f"{self.total} label error(s):\n  {shown}{more}")
 
 
-@dataclass(frozen=True, slots=True)
-class Label:
-    """One observed churn outcome for a logged request."""
-
-    request_id: str
-    churned: bool
-    observed_at: datetime
-
-    def to_record(self) -> dict[str, Any]:
-        """The stored JSON form."""
-        return {"request_id": self.request_id, "churned": self.churned, "observed_at": self.observed_at.isoformat()}
+BATCH_SCHEMA = pa.schema([(ROW, pa.int64()), *((name, pa.string()) for name in FIELDS)])
+"""Raw label rows: their number in the file (from 1, after a CSV header) and each field as text (null: absent)."""
 
 
-def read_rows(stream: IO[bytes], name: str) -> Iterator[dict[str, Any]]:
-    """Rows of a labels file, one at a time: CSV with a header, or JSON lines (by extension .jsonl/.json)."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-    if name.endswith((".jsonl", ".json")):
-        yield from (orjson.loads(line) for line in text if line.strip())
-    else:
-        yield from csv.DictReader(text)
+Opener = Callable[[], IO[bytes]]
 
 
-def _churned(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    return True if text in _TRUE else False if text in _FALSE else None
-
-
-def _observed_at(value: Any) -> datetime | None:
+def read_batches(open_file: Opener, name: str, max_rows: int) -> Iterator[pa.RecordBatch]:
+    """The rows of a labels file as BATCH_SCHEMA batches, streamed: CSV with a header, or JSON lines (by
+    extension .jsonl/.json). Raises LabelValidationError on rows that are not records, or past `max_rows`."""
+    count = 0
     try:
-        when = datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        with open_file() as stream:
+            for batch in _jsonl_batches(stream) if name.endswith((".jsonl", ".json")) else _csv_batches(stream):
+                count += batch.num_rows
+                if count > max_rows:
+                    too_many = f"the file holds more than {max_rows:,} labels (labels_max_rows)"
+                    raise LabelValidationError([f"{too_many}: split it into several imports"])
+                yield batch
+    except pa.ArrowInvalid as error:  # Arrow names no row number: find the malformed rows again
+        with open_file() as stream:
+            errors, total = _malformed_rows(stream)
+        raise LabelValidationError(errors or [f"not a readable CSV file: {error}"], total or 1) from None
 
 
-def validate(rows: Iterable[Mapping[str, Any]], unknown: Callable[[list[str]], set[str]]) -> list[Label]:
-    """Labels from raw rows; raises LabelValidationError naming every bad row (rows count from 1).
-
-    Rows are checked as they stream in; `unknown` then gets every request id at once and returns those
-    no logged request carries (one anti-join in the query engine).
-    """
-    labels: list[Label] = []
-    errors: list[tuple[int, int, str]] = []  # (row, order within the row, message)
-    first_row: dict[str, int] = {}
-    for number, row in enumerate(rows, start=1):
-        missing = [f for f in FIELDS if row.get(f) in (None, "")]
-        if missing:
-            errors.append((number, 0, f"row {number}: missing {', '.join(missing)}"))
-            continue
-        request_id = str(row["request_id"]).strip()
-        churned, observed_at = _churned(row["churned"]), _observed_at(row["observed_at"])
-        if churned is None:
-            text = f"row {number}, column 'churned': {row['churned']!r} is not yes/no, true/false or 1/0"
-            errors.append((number, 1, text))
-        if observed_at is None:
-            text = f"row {number}, column 'observed_at': {row['observed_at']!r} is not an ISO 8601 time"
-            errors.append((number, 2, text))
-        if request_id in first_row:
-            errors.append((number, 4, f"row {number}, column 'request_id': duplicate request id {request_id!r}"))
-        else:
-            first_row[request_id] = number
-        if churned is not None and observed_at is not None:
-            labels.append(Label(request_id, churned, observed_at))
-    for request_id in unknown(list(first_row)) if first_row else ():
-        number = first_row[request_id]
-        errors.append((number, 3, f"row {number}, column 'request_id': unknown request id {request_id!r}"))
-    if errors:
-        raise LabelValidationError([text for _, _, text in sorted(errors)])
-    if not labels:
-        raise LabelValidationError(["the file holds no labels"])
-    return labels
+def _batch(first: int, columns: list[Any]) -> pa.RecordBatch:
+    numbers = pa.array(range(first, first + len(columns[0])), pa.int64())
+    return pa.record_batch([numbers, *columns], schema=BATCH_SCHEMA)
 
 
-def store(settings: CommonSettings, labels: Iterable[Label], now: datetime) -> str:
-    """Write validated labels as one new object under the labels prefix (never over another); its URI."""
-    name = layout.labels_object(now, uuid.uuid4().hex[:12])
-    uri = layout.gs_uri(settings.bucket, name)
-    gcs.create_bytes(settings.project, uri, request_log.encode_batch(x.to_record() for x in labels), CONTENT_TYPE)
-    return uri
+def _csv_batches(stream: IO[bytes]) -> Iterator[pa.RecordBatch]:
+    import pyarrow.compute as pc
+
+    reader = pa_csv.open_csv(
+        stream,
+        convert_options=pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(FIELDS, pa.string()),
+            include_columns=list(FIELDS),
+            include_missing_columns=True,
+            strings_can_be_null=False,
+        ),
+    )
+    first = 1
+    for batch in reader:
+        blank = pa.scalar(None, pa.string())
+        columns = [pc.if_else(pc.equal(batch.column(name), ""), blank, batch.column(name)) for name in FIELDS]
+        yield _batch(first, columns)
+        first += batch.num_rows
+
+
+def _malformed_rows(stream: IO[bytes]) -> tuple[list[str], int]:
+    """The CSV rows whose field count differs from the header's, and how many there are."""
+    reader = csv.reader(io.TextIOWrapper(stream, encoding="utf-8", newline=""))
+    width = len(next(reader, []))
+    errors = [
+        f"row {number}: {len(row)} fields, the header has {width}"
+        for number, row in enumerate((row for row in reader if row), start=1)
+        if len(row) != width
+    ]
+    return errors[:1000], len(errors)
+
+
+def _jsonl_batches(stream: IO[bytes]) -> Iterator[pa.RecordBatch]:
+    chunk: list[list[str | None]] = [[] for _ in FIELDS]
+    first = number = 1
+    for number, line in enumerate((line for line in stream if line.strip()), start=1):
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            raise LabelValidationError([f"row {number}: not a JSON object"])
+        for column, name in zip(chunk, FIELDS, strict=True):
+            value = record.get(name)
+            column.append(None if value is None or value == "" else str(value))
+        if number - first + 1 == _CHUNK_ROWS:
+            yield _batch(first, [pa.array(c, pa.string()) for c in chunk])
+            chunk, first = [[] for _ in FIELDS], number + 1
+    if chunk[0]:
+        yield _batch(first, [pa.array(c, pa.string()) for c in chunk])

@@ -1,7 +1,8 @@
 """Where everything lives in the one GCS bucket: every object name, built here and nowhere else.
 
 Training data, MLflow artifacts, request logs (batched objects partitioned by date and hour),
-ground-truth labels, drift reports and small state objects each have their own prefix. Times in
+ground-truth labels (by import day), the labelled examples each label import materialises (by the
+request's day), drift reports and small state objects each have their own prefix. Times in
 names are UTC in one format (`format_time`/`parse_time`); every id that becomes part of a name
 must be a safe token (letters, digits, `.`, `_`, `-`; no slash, no leading dot), so no caller can
 reach outside its prefix.
@@ -10,13 +11,14 @@ reach outside its prefix.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 TRAINING_DATA = "data/training/telco_churn.csv"
 REFERENCE_PREFIX = "data/reference/"
 MLFLOW_ARTIFACTS_PREFIX = "mlflow"
 REQUEST_LOG_PREFIX = "requests/"
 LABELS_PREFIX = "labels/"
+LABELLED_PREFIX = "labelled/"
 REPORTS_PREFIX = "reports/"
 CHECKS_PREFIX = f"{REPORTS_PREFIX}checks/"
 REPORT_INDEX = f"{REPORTS_PREFIX}index.json"
@@ -29,6 +31,9 @@ RUN_RECORDS_PREFIX = f"{STATE_PREFIX}retrain-runs/"
 TIME_FORMAT = "%Y%m%dT%H%M%S"
 _TIME = re.compile(r"\A(\d{8}T\d{6})(\d{6})?Z\Z")
 _TOKEN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_LABELLED = re.compile(
+    r"\A" + re.escape(LABELLED_PREFIX) + r"dt=\d{4}-\d{2}-\d{2}/(\d{8}T\d{6}Z-[A-Za-z0-9._-]+)\.parquet\Z"
+)
 
 
 def token(value: str) -> str:
@@ -95,9 +100,41 @@ def request_log_time(name: str) -> datetime | None:
         return None
 
 
+def import_key(imported_at: datetime, import_id: str) -> str:
+    """The name of one label import, `<import time>-<id>`: names sort by import time."""
+    return f"{format_time(imported_at)}-{token(import_id)}"
+
+
 def labels_object(imported_at: datetime, import_id: str) -> str:
-    """One imported batch of ground-truth labels."""
-    return f"{LABELS_PREFIX}dt={imported_at:%Y-%m-%d}/{format_time(imported_at)}-{token(import_id)}.jsonl.gz"
+    """One imported batch of ground-truth labels (the system of record, and the import's commit marker)."""
+    return labels_object_of(import_key(imported_at, import_id))
+
+
+def labels_object_of(key: str) -> str:
+    """The labels object of the import named `key` (see `import_key`)."""
+    return f"{LABELS_PREFIX}dt={_key_time(key):%Y-%m-%d}/{key}.jsonl.gz"
+
+
+def labelled_object(request_day: date, key: str) -> str:
+    """The labelled examples import `key` holds for requests logged on `request_day` (Parquet)."""
+    return f"{LABELLED_PREFIX}dt={request_day:%Y-%m-%d}/{_key(key)}.parquet"
+
+
+def labelled_import_key(name: str) -> str | None:
+    """The import key of a `labelled_object` name, or None if the name is not one."""
+    match = _LABELLED.match(name)
+    return match.group(1) if match else None
+
+
+def _key(key: str) -> str:
+    _key_time(key)
+    return token(key)
+
+
+def _key_time(key: str) -> datetime:
+    stamp, _, import_id = key.partition("-")
+    token(import_id)
+    return parse_time(stamp)
 
 
 def report_object(check_id: str) -> str:

@@ -18,25 +18,29 @@ from churnflow.settings import CommonSettings
 
 DAY = date(2026, 11, 20)
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+KEY = "20261120T120000Z-a"
 ALL = [
-    queries.unknown_ids(["a"], DAY),
+    queries.matched_requests(DAY - timedelta(days=1), DAY, KEY, None),
     queries.performance(3, DAY - timedelta(days=30), DAY),
     queries.recent_labelled(NOW - timedelta(days=7), DAY, 100),
 ]
 
 
-def memory_tables(requests, labels):
-    """DuckDB with `request_log` and `labels` as typed in-memory tables."""
+def memory_tables(**rows):
+    """DuckDB with the named tables (request_log, labelled, import_labels) as typed in-memory tables."""
     con = duckdb.connect()
-    for table, rows in ((tables.REQUEST_LOG, requests), (tables.LABELS, labels)):
-        columns = {**tables.duckdb_columns(table.name), **{k: tables.DUCKDB_TYPES[t] for k, t in table.partitions}}
-        if table is tables.LABELS:
-            columns["source"] = "VARCHAR"
-        con.execute(f"CREATE TABLE {table.name} ({', '.join(f'{k} {v}' for k, v in columns.items())})")
-        for row in rows:
+    con.execute("SET TimeZone = 'UTC'")
+    for name, content in rows.items():
+        if name == queries.IMPORT_LABELS:
+            columns = {"request_id": "VARCHAR", "churned": "BOOLEAN", "observed_at": "TIMESTAMPTZ"}
+        else:
+            table = tables.TABLES[name]
+            columns = {**tables.duckdb_columns(name), **{k: tables.DUCKDB_TYPES[t] for k, t in table.partitions}}
+        con.execute(f"CREATE TABLE {name} ({', '.join(f'{k} {v}' for k, v in columns.items())})")
+        for row in content:
             names = list(row)
             con.execute(
-                f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                f"INSERT INTO {name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
                 [row[n] for n in names],
             )
     return con
@@ -52,12 +56,12 @@ def request(i, p, day=DAY, version=3, ts=None):
         "churn_probability": p,
         "churn_prediction": int(p >= 0.5),
         "dt": day,
-        "hour": 10,
     }
 
 
-def label(i, churned, source="labels/dt=2026-11-20/20261120T120000Z-a.jsonl.gz", day=DAY):
-    return {"request_id": f"r{i}", "churned": churned, "observed_at": NOW, "dt": day, "source": source}
+def example(i, p, churned, key=KEY, **kwargs):
+    """A labelled example: a logged request with its label, from import `key`."""
+    return request(i, p, **kwargs) | {"churned": churned, "observed_at": NOW, "import_key": key}
 
 
 def run(con, query):
@@ -71,7 +75,7 @@ def counts(con, query):
         float(row["sum_p"]),
         float(row["sum_squared_error"]),
         int(row["positive_rank_sum_x2"]),
-        int(row["unreadable_rows"]),
+        0,
         0,
     )
 
@@ -80,16 +84,13 @@ def test_performance_matches_a_hand_computation_and_sklearn_with_ties():
     rng = np.random.default_rng(0)
     p = np.round(rng.random(400), 2)  # many ties
     y = (rng.random(400) < p).astype(int)
-    requests = [request(i, float(p[i])) for i in range(400)] + [request(900, 0.9, version=2)]
-    requests.append({**request(0, 0.99), "ts": NOW.timestamp() + 1e6})  # logged twice: the first record counts
-    requests.append({"request_id": None, "dt": DAY, "hour": 10})  # an unreadable line
-    labels = [label(i, bool(y[i])) for i in range(400)] + [label(900, True)]
-    labels.append(label(1, not y[1], source="labels/dt=2026-11-19/20261119T000000Z-old.jsonl.gz"))  # overridden
-    con = memory_tables(requests, labels)
+    rows = [example(i, float(p[i]), bool(y[i])) for i in range(400)] + [example(900, 0.9, True, version=2)]
+    rows.append(example(1, float(p[1]), not y[1], key="20261119T000000Z-old"))  # overridden by the later import
+    con = memory_tables(labelled=rows)
 
     got = counts(con, queries.performance(3, DAY - timedelta(days=30), DAY))
 
-    assert (got.n, got.positives, got.unreadable_rows) == (400, int(y.sum()), 1)
+    assert (got.n, got.positives) == (400, int(y.sum()))
     assert got.roc_auc == pytest.approx(roc_auc_score(y, p), abs=1e-9)
     assert got.correct == int(((p >= 0.5).astype(int) == y).sum())
     assert got.sum_probability == pytest.approx(p.sum())
@@ -97,25 +98,39 @@ def test_performance_matches_a_hand_computation_and_sklearn_with_ties():
 
 
 def test_performance_reads_only_its_window():
-    con = memory_tables([request(0, 0.9, day=DAY - timedelta(days=40))], [label(0, True)])
+    con = memory_tables(labelled=[example(0, 0.9, True, day=DAY - timedelta(days=40))])
     assert counts(con, queries.performance(3, DAY - timedelta(days=30), DAY)).n == 0
 
 
-def test_unknown_ids_is_an_anti_join_over_the_log_up_to_a_day():
-    con = memory_tables([request(0, 0.5), request(1, 0.5, day=DAY + timedelta(days=1))], [])
-    query = queries.unknown_ids(["r0", "r1", "r9"], DAY)
-    con.register(queries.IMPORT_IDS, con.sql("SELECT unnest($ids) AS request_id", params={"ids": query.ids}).df())
-    assert {r for (r,) in run(con, query)} == {"r1", "r9"}
+def test_matched_requests_joins_the_first_record_of_each_named_request_and_keeps_unreadable_lines():
+    logged = [request(0, 0.3), {**request(0, 0.3), "ts": NOW.timestamp() + 99}, request(1, 0.6)]
+    logged += [request(2, 0.6, day=DAY - timedelta(days=3)), {"request_id": None, "dt": DAY}]
+    imported = [{"request_id": f"r{i}", "churned": i == 0, "observed_at": NOW} for i in (0, 2, 9)]
+    con = memory_tables(request_log=logged, import_labels=imported)
+
+    query = queries.matched_requests(DAY - timedelta(days=1), DAY, KEY, None)
+    rows = con.execute(query.to("duckdb"), query.params).fetch_df()
+
+    assert list(rows.columns) == [*tables.LABELLED_FIELDS, "dt"]
+    assert sorted(rows["request_id"].fillna("-")) == ["-", "r0"]  # r2 logged before the span, r9 never
+    [matched] = rows[rows["request_id"] == "r0"].to_dict("records")
+    assert (matched["ts"], matched["churned"], matched["import_key"]) == (NOW.timestamp(), True, KEY)
 
 
 def test_recent_labelled_keeps_the_newest_within_cap_and_age_oldest_first():
     old = (NOW - timedelta(days=10)).timestamp()
-    requests = [request(i, 0.5) for i in range(5)] + [request(7, 0.5, day=DAY - timedelta(days=10), ts=old)]
-    con = memory_tables(requests, [label(i, i % 2 == 0) for i in (0, 1, 2, 3, 7)])
-    rows = con.execute(*_sql(queries.recent_labelled(NOW - timedelta(days=7), DAY, 3))).fetch_df()
-    assert rows[schema.ID_COLUMN].tolist() == ["r1", "r2", "r3"]
-    assert list(rows.columns) == [schema.ID_COLUMN, *schema.FEATURE_NAMES, schema.TARGET]
-    assert rows[schema.TARGET].tolist() == ["No", "Yes", "No"]
+    rows = [example(i, 0.5, i % 2 == 0) for i in (0, 1, 2, 3)]
+    rows += [
+        example(3, 0.5, True, key="20261119T000000Z-old"),
+        example(7, 0.5, True, day=DAY - timedelta(days=10), ts=old),
+    ]
+    con = memory_tables(labelled=rows)
+    got = con.execute(*_sql(queries.recent_labelled(NOW - timedelta(days=7), DAY, 3))).fetch_df()
+    assert got[schema.ID_COLUMN].tolist() == ["r1", "r2", "r3"]
+    assert list(got.columns) == [schema.ID_COLUMN, *schema.FEATURE_NAMES, schema.TARGET, "ts", "model_version"]
+    assert got[schema.TARGET].tolist() == ["No", "Yes", "No"]
+    assert got["ts"].tolist() == [NOW.timestamp() + i for i in (1, 2, 3)]
+    assert got["model_version"].tolist() == [3, 3, 3]
 
 
 def _sql(query):
@@ -127,10 +142,10 @@ def test_every_query_compiles_for_bigquery_with_partition_filters_on_qualified_t
     engine = BigQueryEngine(CommonSettings(CHURNFLOW_PROJECT="proj", bigquery_dataset="ds"))
     tree = sqlglot.parse_one(engine.compile(query), read="bigquery")
     ctes = {cte.alias for cte in tree.find_all(exp.CTE)}
-    stored = [t for t in tree.find_all(exp.Table) if t.name not in ctes]
+    stored = [t for t in tree.find_all(exp.Table) if t.name not in ctes and t.name != queries.IMPORT_LABELS]
     qualified = {f"{t.catalog}.{t.db}.{t.name}" for t in stored}
-    expected = {f"proj.ds.{name}" for name in query.scans}
-    assert qualified == expected and "proj.ds.request_log" in qualified
+    reads = {"matched_requests": {"request_log"}}.get(query.name, {"labelled", "labels"})
+    assert qualified == {f"proj.ds.{name}" for name in reads}
     for table in stored:  # the nearest enclosing WHERE filters on the partition column
         select = table.find_ancestor(exp.Select)
         while select is not None and select.args.get("where") is None:
@@ -141,13 +156,25 @@ def test_every_query_compiles_for_bigquery_with_partition_filters_on_qualified_t
         assert f"@{name}" in engine.compile(query)
 
 
+def test_bigquery_reads_labelled_examples_of_committed_imports_only():
+    sql = BigQueryEngine(CommonSettings(CHURNFLOW_PROJECT="proj")).compile(queries.performance(3, DAY, DAY))
+    assert "proj.churnflow.request_log" not in sql
+    assert "import_key IN (SELECT REGEXP_EXTRACT(_FILE_NAME" in sql and "proj.churnflow.labels" in sql
+
+
+def test_bigquery_import_labels_are_a_query_parameter():
+    sql = BigQueryEngine(CommonSettings(CHURNFLOW_PROJECT="proj")).compile(ALL[0])
+    assert f"UNNEST(@{queries.IMPORT_LABELS})" in sql
+
+
 def test_a_bigquery_label_source_replaces_the_imported_labels():
     settings = CommonSettings(CHURNFLOW_PROJECT="proj", labels_source="wh.billing.churn_outcomes")
     sql = BigQueryEngine(settings).compile(queries.performance(3, DAY, DAY))
     assert "`wh.billing.churn_outcomes`" in sql and "proj.churnflow.labels" not in sql
+    assert "proj.churnflow.request_log" in sql
     assert sqlglot.parse_one(sql, read="bigquery") is not None
 
 
 def test_the_duckdb_form_is_the_transpiled_source():
     for query in ALL:
-        assert "$until" in query.to("duckdb") and "@until" not in query.to("duckdb")
+        assert "$first_day" in query.to("duckdb") and "@first_day" not in query.to("duckdb")

@@ -30,3 +30,20 @@ def test_the_cli_prints_the_bigquery_schema_and_the_partition_spec(capsys):
     assert tables.main(["partitions", "request_log"]) == 0
     assert capsys.readouterr().out.strip() == "{dt:DATE}/{hour:INTEGER}"
     assert tables.hive_partition_spec("labels") == "{dt:DATE}"
+
+
+def test_labelled_examples_are_the_logged_request_its_label_and_its_import():
+    columns = dict(tables.LABELLED.columns)
+    assert tuple(columns) == tables.LABELLED_FIELDS
+    assert tables.LABELLED_FIELDS[:3] == ("request_id", "ts", "model_version")
+    assert all(columns[name] == dict(tables.REQUEST_LOG.columns)[name] for name in schema.FEATURE_NAMES)
+    assert (columns["churned"], columns["observed_at"], columns["import_key"]) == ("BOOLEAN", "TIMESTAMP", "STRING")
+    assert tables.LABELLED.format == "PARQUET" and tables.LABELLED.partitions == (("dt", "DATE"),)
+    assert tables.arrow_schema("labelled").names == list(tables.LABELLED_FIELDS)
+    assert str(tables.arrow_schema("labelled").field("observed_at").type) == "timestamp[us, tz=UTC]"
+
+
+def test_the_cli_prints_each_tables_source_format(capsys):
+    assert tables.main(["format", "labelled"]) == 0
+    assert tables.main(["format", "labels"]) == 0
+    assert capsys.readouterr().out.split() == ["PARQUET", "NEWLINE_DELIMITED_JSON"]

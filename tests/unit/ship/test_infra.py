@@ -42,6 +42,7 @@ def test_config_names_agree_with_the_code():
     assert values["TRAINING_DATA_OBJECT"] == layout.TRAINING_DATA
     assert values["REQUEST_LOG_PREFIX"] == layout.REQUEST_LOG_PREFIX
     assert values["LABELS_PREFIX"] == layout.LABELS_PREFIX
+    assert values["LABELLED_PREFIX"] == layout.LABELLED_PREFIX
     assert values["MLFLOW_ARTIFACTS_PREFIX"] == layout.MLFLOW_ARTIFACTS_PREFIX
     assert values["RETRAIN_JOB"] == RetrainSettings().job_name
     assert values["REGION"] == RetrainSettings().region

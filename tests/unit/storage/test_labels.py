@@ -1,55 +1,56 @@
-"""Label batches are validated whole: every bad row is named and nothing partial is accepted."""
+"""Labels files are read as a stream of raw text batches with their row numbers, within a row cap."""
+
+import io
 
 import pytest
 
 from churnflow.storage import labels
 
-KNOWN = {"r1", "r2", "r3"}
+
+def read(text, name="labels.csv", max_rows=100):
+    data = text.encode()
+    return [row for batch in labels.read_batches(lambda: io.BytesIO(data), name, max_rows) for row in batch.to_pylist()]
 
 
-def unknown(ids):
-    return set(ids) - KNOWN
+def test_csv_and_jsonl_files_read_alike_with_row_numbers():
+    csv_rows = read("request_id,churned,observed_at\nr1,yes,2026-11-20\nr2,,2026-11-21\n")
+    jsonl_rows = read(
+        '{"request_id": "r1", "churned": "yes", "observed_at": "2026-11-20"}\n\n'
+        '{"request_id": "r2", "observed_at": "2026-11-21"}\n',
+        "labels.jsonl",
+    )
+    assert (
+        csv_rows
+        == jsonl_rows
+        == [
+            {"row": 1, "request_id": "r1", "churned": "yes", "observed_at": "2026-11-20"},
+            {"row": 2, "request_id": "r2", "churned": None, "observed_at": "2026-11-21"},  # blank is absent
+        ]
+    )
 
 
-def test_valid_rows_in_any_spelling():
-    rows = [
-        {"request_id": "r1", "churned": "Yes", "observed_at": "2026-11-20T10:00:00Z"},
-        {"request_id": "r2", "churned": "0", "observed_at": "2026-11-20"},
-        {"request_id": "r3", "churned": True, "observed_at": "2026-11-20T10:00:00+02:00"},
-    ]
-    parsed = labels.validate(rows, unknown)
-    assert [(x.request_id, x.churned) for x in parsed] == [("r1", True), ("r2", False), ("r3", True)]
-    assert all(x.observed_at.tzinfo is not None for x in parsed)
-    assert parsed[0].to_record() == {"request_id": "r1", "churned": True, "observed_at": "2026-11-20T10:00:00+00:00"}
+def test_a_missing_column_reads_as_absent_and_json_values_as_text():
+    assert read("request_id,churned\nr1,no\n") == [{"row": 1, "request_id": "r1", "churned": "no", "observed_at": None}]
+    [row] = read('{"request_id": 7, "churned": true, "observed_at": "2026-11-20"}\n', "l.jsonl")
+    assert (row["request_id"], row["churned"]) == ("7", "True")
 
 
-def test_every_problem_is_reported_with_its_row():
-    rows = [
-        {"request_id": "r1", "churned": "maybe", "observed_at": "yesterday"},
-        {"request_id": "nope", "churned": "no", "observed_at": "2026-11-20"},
-        {"request_id": "r2", "churned": "no"},
-        {"request_id": "r1", "churned": "no", "observed_at": "2026-11-20"},
-    ]
+def test_rows_with_the_wrong_number_of_fields_are_named():
     with pytest.raises(labels.LabelValidationError) as caught:
-        labels.validate(rows, unknown)
-    assert caught.value.errors == [
-        "row 1, column 'churned': 'maybe' is not yes/no, true/false or 1/0",
-        "row 1, column 'observed_at': 'yesterday' is not an ISO 8601 time",
-        "row 2, column 'request_id': unknown request id 'nope'",
-        "row 3: missing observed_at",
-        "row 4, column 'request_id': duplicate request id 'r1'",
-    ]
+        read("request_id,churned,observed_at\nr1,yes,2026\nr2,no\nr3,yes,x,extra\n")
+    assert caught.value.errors == ["row 2: 2 fields, the header has 3", "row 3: 4 fields, the header has 3"]
 
 
-def test_empty_batch_is_refused():
-    with pytest.raises(labels.LabelValidationError, match="no labels"):
-        labels.validate([], unknown)
+def test_a_line_that_is_not_a_json_object_is_named():
+    with pytest.raises(labels.LabelValidationError, match="row 2: not a JSON object"):
+        read('{"request_id": "r1"}\n[1, 2]\n', "l.jsonl")
 
 
-def test_csv_and_jsonl_files_read_alike(tmp_path):
-    csv_file = tmp_path / "l.csv"
-    csv_file.write_text("request_id,churned,observed_at\nr1,yes,2026-11-20\n")
-    jsonl_file = tmp_path / "l.jsonl"
-    jsonl_file.write_text('{"request_id": "r1", "churned": "yes", "observed_at": "2026-11-20"}\n')
-    rows = [list(labels.read_rows(path.open("rb"), path.name)) for path in (csv_file, jsonl_file)]
-    assert rows[0] == rows[1] == [{"request_id": "r1", "churned": "yes", "observed_at": "2026-11-20"}]
+def test_a_file_above_the_row_cap_is_refused():
+    with pytest.raises(labels.LabelValidationError, match="more than 2 labels"):
+        read("request_id,churned,observed_at\nr1,yes,x\nr2,yes,x\nr3,yes,x\n", max_rows=2)
+
+
+def test_an_error_lists_the_first_rows_and_counts_all():
+    error = labels.LabelValidationError([f"row {i}: bad" for i in range(1, 26)], total=5000)
+    assert str(error).startswith("5000 label error(s):\n  row 1: bad") and str(error).endswith("... and 4980 more")

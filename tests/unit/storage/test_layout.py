@@ -1,6 +1,6 @@
 """Every object name in the bucket, its time stamp, and the refusal of ids that would escape their prefix."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -43,6 +43,18 @@ def test_data_request_log_and_label_names():
     assert layout.labels_object(WHEN, "f00d") == "labels/dt=2026-11-05/20261105T140307Z-f00d.jsonl.gz"
 
 
+def test_an_imports_labelled_examples_name_their_import_and_its_labels_object():
+    key = layout.import_key(WHEN, "f00d")
+    assert key == "20261105T140307Z-f00d"
+    name = layout.labelled_object(date(2026, 10, 1), key)
+    assert name == "labelled/dt=2026-10-01/20261105T140307Z-f00d.parquet"  # the request's day, then the import
+    assert layout.labelled_import_key(name) == key
+    assert layout.labels_object_of(key) == layout.labels_object(WHEN, "f00d")
+    assert layout.labelled_import_key("labelled/dt=2026-10-01/notes.txt") is None
+    with pytest.raises(ValueError, match="not a name time stamp"):
+        layout.labelled_object(date(2026, 10, 1), "yesterday-f00d")
+
+
 def test_report_and_state_names():
     check = "20261105T140307Z-0123abcd"
     assert layout.report_object(check) == f"reports/checks/{check}/report.html"
@@ -59,6 +71,8 @@ BUILDERS = {
     "reference": layout.reference_object,
     "request_log": lambda v: layout.request_log_object(WHEN, v),
     "labels": lambda v: layout.labels_object(WHEN, v),
+    "labelled": lambda v: layout.labelled_object(WHEN.date(), f"20261105T140307Z-{v}"),
+    "labels_of": lambda v: layout.labels_object_of(f"20261105T140307Z-{v}"),
     "report": layout.report_object,
     "summary": layout.summary_object,
     "state": layout.retrain_state_object,
