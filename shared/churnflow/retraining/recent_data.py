@@ -1,7 +1,8 @@
 """The recent traffic a retrain learns from: the newest logged requests whose churn outcome is now known.
 
-Bounded by `retrain_max_rows` and `retrain_max_age_days`, not by history: the query engine joins the
-request log of those days with the labels and returns one columnar frame, oldest row first.
+Bounded by `retrain_max_rows` and `retrain_max_age_days`, not by history: the query engine reads the
+labelled examples of those days (materialised by each label import) and returns one typed columnar
+frame, oldest row first, which `data.clean` validates without a round trip through text.
 """
 
 from __future__ import annotations
@@ -22,4 +23,4 @@ def labelled_traffic(settings: RetrainSettings, now: datetime | None = None) -> 
     since = now - timedelta(days=settings.retrain_max_age_days)
     table = recent_labelled(open_engine(settings), since, now.date(), settings.retrain_max_rows)
     frame = table.to_pandas()
-    return data.clean(frame.astype(str)) if len(frame) else frame
+    return data.clean(frame) if len(frame) else frame

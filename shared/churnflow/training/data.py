@@ -68,10 +68,13 @@ def clean(raw: pd.DataFrame, require_target: bool = True) -> pd.DataFrame:
     for feature in schema.FEATURES:
         column = frame[feature.name]
         if isinstance(feature, schema.NumericFeature):
-            text = column.astype(str).str.strip()
-            if feature.name == "TotalCharges":
-                text = text.mask(text == "", "0")
-            values = pd.to_numeric(text, errors="coerce")
+            if pd.api.types.is_numeric_dtype(column):  # already typed (the outcomes engine's frames)
+                values = column.astype(float)
+            else:
+                text = column.astype(str).str.strip()
+                if feature.name == "TotalCharges":
+                    text = text.mask(text == "", "0")
+                values = pd.to_numeric(text, errors="coerce")
             bad_type = values.isna()
             bad_range = ~bad_type & ((values < feature.minimum) | (values > feature.maximum))
             if feature.dtype is int:
@@ -109,8 +112,11 @@ def _categorical(frame: pd.DataFrame, feature: schema.CategoricalFeature, errors
         bad = ~values.isin(feature.categories)
         values = values.where(~bad, 0).astype(int)
     else:
-        values = column.astype(str).str.strip()
+        values = column.astype(str)
         bad = ~values.isin(feature.categories)
+        if bad.any():  # strip only what does not match as it is (stripping every value is the slow part)
+            values = values.where(~bad, values[bad].str.strip())
+            bad = ~values.isin(feature.categories)
     for index in column.index[bad]:
         errors.append(
             f"{_row_label(frame, index)}, column {feature.name!r}: unknown category "
