@@ -12,7 +12,8 @@ fresh process, for the old path (a temporary `git worktree` of --old-ref, its co
 
   import      `python -m churnflow.cli labels import FILE`, wall time of the whole command and its peak
               RSS (/usr/bin/time -f %M); the old path's labels object is deleted afterwards, so both
-              paths then read the one object the engine's import stored (the same layout, labels/dt=…/)
+              paths then read the one object the engine's import stored (the same layout, labels/dt=…/;
+              the engine reads the labelled examples its import stored under labelled/)
   check       `run_check` as the Cloud Function runs it (modules imported first), labelled performance
               over `label_lookback_days`; time of the call and peak RSS (VmHWM)
   check_nolab the same check with labelled performance switched off (the ≤ 2× target)
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -245,6 +247,7 @@ def bench(sizes: list[int], engine_only: list[int], old_ref: str, engine_ref: st
                 "auc_error": None if engine_auc is None else abs(engine_auc - sk_auc),
                 "check_vs_nolabels": round(results["engine"]["check"]["s"] / results["engine"]["check_nolab"]["s"], 2),
                 "retrain_rows": {p: r["retrain"]["rows_out"] for p, r in results.items()},
+                "load_average": [round(x, 1) for x in os.getloadavg()],
             }
             lines.append(auc)
             print(json.dumps(auc), flush=True)

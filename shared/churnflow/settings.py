@@ -48,7 +48,12 @@ class CommonSettings(BaseSettings):
         description="Most bytes of objects one DuckDB query downloads to local disk at a time; a larger scan "
         "is read in parts of this size, or (when it cannot be split) straight from GCS through gcsfs.",
     )
-    outcomes_read_workers: int = Field(16, ge=1, le=64, description="Objects a DuckDB query downloads in parallel.")
+    outcomes_read_workers: int = Field(
+        8,
+        ge=1,
+        le=10,
+        description="Objects a DuckDB query downloads in parallel (the storage client pools 10 connections).",
+    )
     labels_max_rows: int = Field(
         3_000_000, ge=1, description="Most labels one import may hold; split a larger file into several imports."
     )
