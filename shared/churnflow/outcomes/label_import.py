@@ -20,7 +20,7 @@ import logging
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,11 +46,14 @@ class LabelImport:
     uri: str
     """The labels object (the system of record of the import, and its commit marker)."""
     labels: int
-    examples: list[str] = field(default_factory=list)
+    examples: list[str]
     """The Parquet objects of its labelled examples, one per request day."""
-    days_scanned: int = 0
-    skipped_objects: int = 0
-    unreadable_rows: int = 0
+    days_scanned: int
+    """Days of the request log read to find the requests the labels name."""
+    skipped_objects: int
+    """Request-log objects of those days that could not be read (skipped)."""
+    unreadable_rows: int
+    """Request-log lines of those days that were not JSON records (skipped)."""
 
 
 def import_labels(settings: CommonSettings, source: str | Path, now: datetime | None = None) -> LabelImport:
@@ -70,13 +73,16 @@ def import_labels(settings: CommonSettings, source: str | Path, now: datetime | 
         engine = open_engine(settings)
         examples = _Examples(Path(tmp) / "labelled", key)
         first_day = (now - timedelta(days=settings.labels_max_request_age_days)).date()
-        days_scanned = _match(con, engine, examples, key, first_day, now.date())
-        examples.close()
+        try:
+            days_scanned = _match(con, engine, examples, key, first_day, now.date())
+        finally:
+            examples.close()
         _raise_errors(con, first_day)
         stored = _commit(settings, con, examples, key, Path(tmp))
+        count = con.sql("SELECT count(*) FROM checked").fetchall()[0][0]
     result = LabelImport(
         stored,
-        examples.rows,
+        int(count),
         [layout.gs_uri(settings.bucket, name) for name in examples.names()],
         days_scanned,
         len(engine.skipped_objects),
@@ -198,7 +204,7 @@ class _Examples:
 
     def __init__(self, root: Path, key: str):
         self.root, self.key = root, key
-        self.rows = self.unreadable_rows = 0
+        self.unreadable_rows = 0
         self._writers: dict[date, Any] = {}
 
     def write(self, batch: pa.RecordBatch) -> pa.Table:
@@ -210,7 +216,6 @@ class _Examples:
         table = pa.Table.from_batches([batch])
         readable = table.filter(pc.is_valid(table.column("request_id")))
         self.unreadable_rows += table.num_rows - readable.num_rows
-        self.rows += readable.num_rows
         schema = tables.arrow_schema(tables.LABELLED.name)
         for day in pc.unique(readable.column("dt")).to_pylist():
             rows = readable.filter(pc.equal(readable.column("dt"), day)).select(schema.names).cast(schema)
