@@ -61,5 +61,5 @@ def performance(engine: Engine, model_version: int, start: date, until: date) ->
 
 
 def recent_labelled(engine: Engine, since: datetime, until: date, max_rows: int) -> pa.Table:
-    """The newest `max_rows` labelled requests logged since `since`, oldest first (id, 19 features, Churn)."""
+    """The newest `max_rows` labelled requests logged since `since`, oldest first (id, 19 features, Churn, ts)."""
     return engine.run(queries.recent_labelled(since, until, max_rows))

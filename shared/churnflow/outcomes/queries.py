@@ -117,7 +117,7 @@ joined AS (
 ),
 recent AS (SELECT * FROM joined ORDER BY ts DESC, request_id DESC LIMIT @max_rows)
 SELECT request_id AS {schema.ID_COLUMN}, {_OUT_FEATURES},
-  IF(churned, '{schema.TARGET_POSITIVE}', 'No') AS {schema.TARGET}
+  IF(churned, '{schema.TARGET_POSITIVE}', 'No') AS {schema.TARGET}, ts
 FROM recent ORDER BY ts, request_id
 """
 
@@ -142,7 +142,7 @@ def performance(model_version: int, start: date, until: date) -> Query:
 
 
 def recent_labelled(since: datetime, until: date, max_rows: int) -> Query:
-    """The newest `max_rows` labelled requests logged since `since`, oldest first: id, features, Churn."""
+    """The newest `max_rows` labelled requests logged since `since`, oldest first: id, features, Churn, ts."""
     first = since.date()
     scans = {tables.REQUEST_LOG.name: Scan(first, until), tables.LABELS.name: Scan(first, until)}
     params = {"labels_from": first, "until": until, "since_ts": since.timestamp(), "max_rows": max_rows}

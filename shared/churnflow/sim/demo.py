@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from math import nan
 
 import httpx
 import pandas as pd
@@ -78,12 +80,32 @@ def _describe(summary: CheckSummary | None) -> str:
     rules = ", ".join(summary.decision.rules_fired) if summary.decision and summary.decision.rules_fired else "none"
     text = (
         f"{summary.status.value.upper()} on {summary.window.valid_rows} rows of v{summary.champion_version}'s "
-        f"traffic ({share}; rules fired: {rules}); trigger: {summary.trigger.action}"
+        f"traffic ({share}; drift rules fired: {rules})"
     )
     if (known := summary.performance) is not None:
         auc = f"AUC {known.roc_auc:.3f}, " if known.roc_auc is not None else ""
-        text += f"; on {known.rows} labelled requests: {auc}accuracy {known.accuracy:.3f}"
-    return text
+        text += f"; on {known.rows} labelled requests: {auc}Brier {known.brier:.3f}"
+    if (verdict := summary.performance_decision) is not None:
+        fired = ", ".join(verdict.rules_fired) or ("none" if verdict.decided else "not decided")
+        text += f" (performance rules fired: {fired})"
+    return f"{text}; trigger: {summary.trigger.action}"
+
+
+def _gate_lines(outcome: RetrainOutcome) -> list[str]:
+    """The gate's comparisons, challenger vs champion, as the timeline shows them."""
+    new, old = f"v{outcome.version}", f"v{outcome.champion_version}"
+    oot, champion_oot = outcome.challenger_oot or {}, outcome.champion_oot or {}
+    base, champion_base = outcome.challenger_base or {}, outcome.champion_base or {}
+    cut = datetime.fromtimestamp(outcome.oot_cut_ts, UTC).strftime("%H:%M:%S") if outcome.oot_cut_ts else "n/a"
+    checks = ", ".join(f"{name} {'pass' if ok else 'FAIL'}" for name, ok in (outcome.gate_checks or {}).items())
+    return [
+        f"Retrain job: challenger {new} vs champion {old} on {int(oot.get('rows', 0))} out-of-time rows "
+        f"(the newest labelled requests, logged from {cut} UTC on): AUC {champion_oot.get('roc_auc', nan):.4f} -> "
+        f"{oot.get('roc_auc', nan):.4f}, Brier {champion_oot.get('brier', nan):.4f} -> {oot.get('brier', nan):.4f}",
+        f"  and on {int(base.get('rows', 0))} base check rows: AUC {champion_base.get('roc_auc', nan):.4f} -> "
+        f"{base.get('roc_auc', nan):.4f}, Brier {champion_base.get('brier', nan):.4f} -> {base.get('brier', nan):.4f}",
+        f"  gate: {checks} -> {outcome.status.upper()} ({outcome.reason[:160]})",
+    ]
 
 
 def run_loop(local: LocalStackSettings, common: CommonSettings, timeline: Timeline) -> LoopResult:
@@ -207,19 +229,9 @@ def _loop(
     result.retrain_status = state.status.value
     result.promoted_version = state.promoted_version
     result.job_runs = len(gcs.list_names(common.project, common.bucket, layout.RUN_RECORDS_PREFIX))
-    if outcome and outcome.challenger_metrics and outcome.champion_metrics:
-        challenger, champion = outcome.challenger_metrics, outcome.champion_metrics
-        say(
-            f"Retrain job: challenger v{outcome.version} AUC {challenger['roc_auc']:.4f} vs champion "
-            f"v{outcome.champion_version} {champion['roc_auc']:.4f} on the same {int(challenger['rows'])} rows "
-            f"-> {outcome.status.upper()} ({outcome.reason})"
-        )
-        if outcome.champion_recent and outcome.challenger_recent:
-            say(
-                f"On held-out rows of the new segment ({int(outcome.challenger_recent['rows'])} customers): "
-                f"AUC {outcome.champion_recent['roc_auc']:.4f} (v{outcome.champion_version}) -> "
-                f"{outcome.challenger_recent['roc_auc']:.4f} (v{outcome.version})"
-            )
+    if outcome and outcome.challenger_oot and outcome.champion_oot and outcome.challenger_base:
+        for line in _gate_lines(outcome):
+            say(line)
     else:
         say(f"Retrain job ended {state.status.value}: {state.detail}")
     if state.promoted_version:

@@ -52,9 +52,14 @@ def features(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[list(schema.FEATURE_NAMES)]
 
 
-def fit(train: pd.DataFrame, max_iter: int = 1000, random_state: int = 42) -> Pipeline:
-    """Fit the pipeline on a cleaned frame with a target."""
-    return build_pipeline(max_iter, random_state).fit(features(train), data.target(train))
+def fit(
+    train: pd.DataFrame, max_iter: int = 1000, random_state: int = 42, sample_weight: np.ndarray | None = None
+) -> Pipeline:
+    """Fit the pipeline on a cleaned frame with a target (rows weighted by `sample_weight` when given)."""
+    model = build_pipeline(max_iter, random_state)
+    if sample_weight is None:
+        return model.fit(features(train), data.target(train))
+    return model.fit(features(train), data.target(train), classifier__sample_weight=sample_weight)
 
 
 def evaluate(model: Pipeline, frame: pd.DataFrame, threshold: float = 0.5) -> dict[str, float]:

@@ -114,7 +114,8 @@ def test_recent_labelled_keeps_the_newest_within_cap_and_age_oldest_first():
     con = memory_tables(requests, [label(i, i % 2 == 0) for i in (0, 1, 2, 3, 7)])
     rows = con.execute(*_sql(queries.recent_labelled(NOW - timedelta(days=7), DAY, 3))).fetch_df()
     assert rows[schema.ID_COLUMN].tolist() == ["r1", "r2", "r3"]
-    assert list(rows.columns) == [schema.ID_COLUMN, *schema.FEATURE_NAMES, schema.TARGET]
+    assert list(rows.columns) == [schema.ID_COLUMN, *schema.FEATURE_NAMES, schema.TARGET, "ts"]
+    assert rows["ts"].is_monotonic_increasing
     assert rows[schema.TARGET].tolist() == ["No", "Yes", "No"]
 
 
