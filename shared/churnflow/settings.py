@@ -78,10 +78,10 @@ class RetrainSettings(TrainSettings, RequestTimingSettings):
     )
     brier_tolerance: float = Field(0.0005, ge=0, lt=1, description="Gate: a Brier gain up to this is a tie.")
     base_auc_tolerance: float = Field(
-        0.02, ge=0, lt=0.5, description="Gate: base-check AUC may be this much below the champion's."
+        0.10, ge=0, lt=0.5, description="Gate: base-check AUC may be this much below the champion's (collapse guard)."
     )
-    base_brier_tolerance: float = Field(
-        0.01, ge=0, lt=1, description="Gate: base-check Brier may be this much above the champion's."
+    gain_z: float = Field(
+        2.0, ge=0, description="Gate: a Brier gain counts beyond this many standard errors of the paired difference."
     )
     min_oot_rows: int = Field(
         200, ge=1, description="Gate: fewer out-of-time labelled rows than this keep the champion (too few to judge)."

@@ -42,7 +42,14 @@ def expected_quality(version_tags: dict[str, str]) -> ExpectedQuality:
             return None
         return value if value == value else None  # NaN (e.g. AUC on one class) is no expectation
 
-    return ExpectedQuality(roc_auc=metric("roc_auc"), brier=metric("brier"))
+    rows = metric("rows")
+    return ExpectedQuality(
+        roc_auc=metric("roc_auc"),
+        brier=metric("brier"),
+        rows=int(rows) if rows else None,
+        churn_rate=metric("churn_rate"),
+        brier_se=metric("brier_se"),
+    )
 
 
 def load_champion(settings: MonitorSettings) -> Champion:

@@ -88,6 +88,9 @@ class ExpectedQuality(_Frozen):
 
     roc_auc: float | None = None
     brier: float | None = None
+    rows: int | None = Field(None, description="Rows the metrics were measured on (their own sampling error).")
+    churn_rate: float | None = None
+    brier_se: float | None = Field(None, description="Standard error of the expected Brier score.")
 
 
 class PerformanceDecision(_Frozen):
@@ -149,6 +152,7 @@ class LabelledPerformance(BaseModel):
     accuracy: float  # of the served prediction
     mean_probability: float | None = None  # calibration: against churn_rate
     brier: float | None = None
+    brier_variance: float | None = None  # of the per-request squared error, for the Brier score's bound
     lookback_days: int
     unreadable_rows: int = 0  # log lines of the window that were not JSON records (skipped)
     skipped_objects: int = 0  # log objects of the window that were not complete gzip (skipped)

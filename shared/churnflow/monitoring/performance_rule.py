@@ -3,15 +3,17 @@
 The expectation is the champion's own held-out metrics at registration (`metric.roc_auc`,
 `metric.brier` version tags). Each test compares a confidence bound, at `confidence` one-sided and at
 the number of labels, with the expectation minus a margin, so that the label noise of a normal window
-does not fire it:
+does not fire it. The expectation was itself measured on a finite held-out set (`metric.rows`): where
+its size is known, its standard error joins the window's (the two are independent).
 
 - `labelled_auc`: AUC + z·SE < expected AUC − `auc_margin`, with SE from Hanley & McNeil (1982) at the
-  window's numbers of churners and non-churners.
+  window's (and the held-out set's) numbers of churners and non-churners.
 - `labelled_calibration`: |mean predicted − observed churn| > `calibration_margin` + z·√(p̄(1−p̄)/n):
   under a calibrated model the observed rate is a mean of Bernoulli(p_i) with variance
   Σp_i(1−p_i)/n² ≤ p̄(1−p̄)/n (concavity), so the bound holds whatever the spread of the p_i.
-- `labelled_brier`: Brier − z·√(Brier/n) > expected Brier + `brier_margin`; each squared error lies in
-  [0, 1], so its variance is at most its mean, the Brier score.
+- `labelled_brier`: Brier − z·SE > expected Brier + `brier_margin`, SE² = Var(squared error)/n plus the
+  expected Brier's SE² (`metric.brier_se`). Without those sums, the bound uses that each squared error
+  lies in [0, 1], so its variance is at most its mean, the Brier score.
 
 Fewer than `min_labels` labelled requests decide nothing.
 """
@@ -77,7 +79,12 @@ def assess_performance(
     auc_bound = brier_bound = None
     if known.roc_auc is not None and expected.roc_auc is not None:
         positives = round(known.churn_rate * known.rows)
-        auc_bound = known.roc_auc + z * auc_standard_error(known.roc_auc, positives, known.rows - positives)
+        variance = auc_standard_error(known.roc_auc, positives, known.rows - positives) ** 2
+        if expected.rows and expected.churn_rate:
+            held_out = round(expected.churn_rate * expected.rows)
+            if 0 < held_out < expected.rows:
+                variance += auc_standard_error(expected.roc_auc, held_out, expected.rows - held_out) ** 2
+        auc_bound = known.roc_auc + z * math.sqrt(variance)
         bar = expected.roc_auc - policy.auc_margin
         checks[PerformanceRule.AUC] = (
             auc_bound < bar,
@@ -95,7 +102,13 @@ def assess_performance(
             f"bound ±{calibration_bound:.3f})",
         )
     if known.brier is not None and expected.brier is not None:
-        brier_bound = known.brier - z * math.sqrt(known.brier / known.rows)
+        spread = known.brier_variance if known.brier_variance is not None else known.brier
+        variance = spread / known.rows
+        if expected.brier_se is not None:
+            variance += expected.brier_se**2
+        elif expected.rows:
+            variance += expected.brier / expected.rows
+        brier_bound = known.brier - z * math.sqrt(variance)
         bar = expected.brier + policy.brier_margin
         checks[PerformanceRule.BRIER] = (
             brier_bound > bar,
@@ -142,4 +155,5 @@ def counts_of(churned: np.ndarray, probability: np.ndarray, threshold: float = 0
         positive_rank_sum_x2=int(ranks_x2[y == 1].sum()),
         unreadable_rows=0,
         skipped_objects=0,
+        sum_fourth_power_error=float(((y - p) ** 4).sum()),
     )

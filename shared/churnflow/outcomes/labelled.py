@@ -35,6 +35,8 @@ class PerformanceCounts:
     positive_rank_sum_x2: int
     unreadable_rows: int
     skipped_objects: int
+    sum_fourth_power_error: float = 0.0
+    """Σ (y − p)⁴: with sum_squared_error, the variance of the per-request squared error."""
 
     @property
     def roc_auc(self) -> float | None:
@@ -57,6 +59,7 @@ def performance(engine: Engine, model_version: int, start: date, until: date) ->
         positive_rank_sum_x2=int(row["positive_rank_sum_x2"]),
         unreadable_rows=int(row["unreadable_rows"]),
         skipped_objects=len(engine.skipped_objects),
+        sum_fourth_power_error=float(row["sum_fourth_power_error"]),
     )
 
 

@@ -101,7 +101,8 @@ SELECT
   COALESCE(SUM(IF(unreadable, 0, n * p)), 0) AS sum_p,
   COALESCE(SUM(IF(unreadable, 0, pos * (1 - p) * (1 - p) + (n - pos) * p * p)), 0) AS sum_squared_error,
   COALESCE(SUM(IF(unreadable, 0, pos * (2 * below + tied + 1))), 0) AS positive_rank_sum_x2,
-  COALESCE(SUM(IF(unreadable, n, 0)), 0) AS unreadable_rows
+  COALESCE(SUM(IF(unreadable, n, 0)), 0) AS unreadable_rows,
+  COALESCE(SUM(IF(unreadable, 0, pos * POW(1 - p, 4) + (n - pos) * POW(p, 4))), 0) AS sum_fourth_power_error
 FROM ranked
 """
 
@@ -132,7 +133,7 @@ def performance(model_version: int, start: date, until: date) -> Query:
     """Aggregates of `model_version`'s labelled requests logged on days start..until (one row).
 
     n, positives, correct (served prediction = outcome), sum of probabilities, sum of squared errors
-    (Brier × n), twice the rank sum of the positives (ties get their average rank: the Mann-Whitney U
+    (Brier × n) and of their squares (for the Brier score's variance), twice the rank sum of the positives (ties get their average rank: the Mann-Whitney U
     form of ROC AUC) and the count of unreadable log lines. Labels imported before `start` cannot
     belong to these requests, so the labels scan starts there too.
     """

@@ -125,7 +125,20 @@ def metrics_of(churned: np.ndarray, probability: np.ndarray, threshold: float = 
     }
 
 
+def paired_brier_se(churned: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> float:
+    """Standard error of the mean per-row difference in squared error between two models on the same rows."""
+    y = np.asarray(churned, dtype=float)
+    if len(y) < 2:
+        return math.inf
+    difference = (y - challenger) ** 2 - (y - champion) ** 2
+    return float(np.std(difference, ddof=1) / math.sqrt(len(y)))
+
+
+def probabilities(scorer: CompiledScorer, frame: pd.DataFrame) -> np.ndarray:
+    """A compiled model's churn probabilities for a frame's customers."""
+    return scorer.batch_probabilities({name: frame[name].tolist() for name in schema.FEATURE_NAMES})
+
+
 def scorer_metrics(scorer: CompiledScorer, frame: pd.DataFrame, threshold: float = 0.5) -> dict[str, float]:
     """`metrics_of` a compiled model on a labelled frame."""
-    proba = scorer.batch_probabilities({name: frame[name].tolist() for name in schema.FEATURE_NAMES})
-    return metrics_of(data.target(frame).to_numpy(), proba, threshold)
+    return metrics_of(data.target(frame).to_numpy(), probabilities(scorer, frame), threshold)

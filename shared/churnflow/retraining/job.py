@@ -147,12 +147,23 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
     challenger_oot = evaluation.scorer_metrics(challenger, parts.out_of_time)
     challenger_base = evaluation.scorer_metrics(challenger, parts.base_check)
     champion_oot = champion_base = None
+    brier_gain_se = 0.0
     if champion is not None:
         champion_scorer = CompiledScorer(client.scorer_artifact(champion))
         champion_oot = evaluation.scorer_metrics(champion_scorer, parts.out_of_time)
         champion_base = evaluation.scorer_metrics(champion_scorer, parts.base_check)
+        brier_gain_se = evaluation.paired_brier_se(
+            data.target(parts.out_of_time).to_numpy(),
+            evaluation.probabilities(challenger, parts.out_of_time),
+            evaluation.probabilities(champion_scorer, parts.out_of_time),
+        )
     decision = gate.judge_challenger(
-        challenger_oot, champion_oot, challenger_base, champion_base, gate.GatePolicy.from_settings(settings)
+        challenger_oot,
+        champion_oot,
+        challenger_base,
+        champion_base,
+        gate.GatePolicy.from_settings(settings),
+        brier_gain_se,
     )
     tags = {
         **_lineage_tags(request, message_id, parts),

@@ -75,6 +75,9 @@ def evaluate(model: Pipeline, frame: pd.DataFrame, threshold: float = 0.5) -> di
         "f1": float(f1_score(y_true, y_pred, zero_division=0)),
         "log_loss": float(log_loss(y_true, proba, labels=[0, 1])),
         "brier": float(brier_score_loss(y_true, proba)),
+        "brier_se": float(np.std((y_true - proba) ** 2, ddof=1) / np.sqrt(len(y_true))) if len(y_true) > 1 else 0.0,
+        "rows": float(len(y_true)),
+        "churn_rate": float(y_true.mean()),
     }
 
 

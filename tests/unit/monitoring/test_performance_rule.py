@@ -96,3 +96,10 @@ def test_counts_of_matches_the_engine_sums_and_sklearn():
 def test_the_confidence_sets_the_quantile():
     assert PerformancePolicy(confidence=0.995).z == pytest.approx(2.5758, abs=1e-4)
     assert math.isclose(PerformancePolicy(confidence=0.5 + 1e-12).z, 0.0, abs_tol=1e-6)
+
+
+def test_the_expectations_own_sampling_error_widens_the_bounds():
+    alone = assess_performance(known(auc=0.80), EXPECTED, POLICY)
+    measured = ExpectedQuality(roc_auc=0.84, brier=0.138, rows=1409, churn_rate=0.265)
+    both = assess_performance(known(auc=0.80), measured, POLICY)
+    assert both.auc_upper_bound > alone.auc_upper_bound and both.brier_lower_bound < alone.brier_lower_bound
