@@ -222,7 +222,7 @@ class MonitorSettings(RequestTimingSettings):
     monitoring_experiment: str = "churn-monitoring"
     label_lookback_days: int = Field(30, ge=0, description="Labelled requests this recent measure the champion.")
     performance_min_labels: int = Field(
-        500, ge=1, description="Performance rule: fewer labelled requests in the look-back decide nothing."
+        1000, ge=1, description="Performance rule: fewer labelled requests in the look-back decide nothing."
     )
     performance_confidence: float = Field(
         0.995, gt=0.5, lt=1, description="Performance rule: one-sided confidence of each bound (label noise)."
@@ -234,6 +234,6 @@ class MonitorSettings(RequestTimingSettings):
         0.02, ge=0, lt=1, description="Performance rule: |mean predicted − observed churn| allowed beyond noise."
     )
     performance_brier_margin: float = Field(
-        0.0, ge=0, lt=1, description="Performance rule: labelled Brier may sit this far over the expected."
+        0.01, ge=0, lt=1, description="Performance rule: labelled Brier may sit this far over the expected."
     )
     report_index_size: int = Field(100, ge=1, description="Past checks kept in the report index.")

@@ -35,11 +35,11 @@ from churnflow.settings import MonitorSettings
 class PerformancePolicy:
     """The rule's thresholds (see the module docstring)."""
 
-    min_labels: int = 500
+    min_labels: int = 1000
     confidence: float = 0.995
     auc_margin: float = 0.0
     calibration_margin: float = 0.02
-    brier_margin: float = 0.0
+    brier_margin: float = 0.01
 
     @classmethod
     def from_settings(cls, settings: MonitorSettings) -> PerformancePolicy:

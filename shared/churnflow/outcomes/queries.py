@@ -133,8 +133,9 @@ def performance(model_version: int, start: date, until: date) -> Query:
     """Aggregates of `model_version`'s labelled requests logged on days start..until (one row).
 
     n, positives, correct (served prediction = outcome), sum of probabilities, sum of squared errors
-    (Brier × n) and of their squares (for the Brier score's variance), twice the rank sum of the positives (ties get their average rank: the Mann-Whitney U
-    form of ROC AUC) and the count of unreadable log lines. Labels imported before `start` cannot
+    (Brier × n) and of their squares (the Brier score's variance), twice the rank sum of the positives
+    (ties get their average rank: the Mann-Whitney U form of ROC AUC) and the count of unreadable log
+    lines. Labels imported before `start` cannot
     belong to these requests, so the labels scan starts there too.
     """
     scans = {tables.REQUEST_LOG.name: Scan(start, until), tables.LABELS.name: Scan(start, until)}

@@ -106,8 +106,7 @@ def judge_challenger(
         "oot_auc": f"out-of-time AUC {ch_auc:.4f} vs champion {cp_auc:.4f} (tolerance {policy.auc_tolerance:.4f})",
         "oot_brier": f"out-of-time Brier {ch_brier:.4f} vs champion {cp_brier:.4f}",
         "base": f"base-check AUC {base_auc:.4f} vs {base_cp_auc:.4f} (tolerance {policy.base_auc_tolerance:.3f})",
-        "gain": f"gain over the champion beyond a tie (AUC > +{policy.auc_tolerance:.4f} or Brier < "
-        f"−{brier_bar:.4f})",
+        "gain": f"gain over the champion beyond a tie (AUC > +{policy.auc_tolerance:.4f} or Brier < −{brier_bar:.4f})",
     }
     on = f"on {rows} out-of-time rows"
     failed = [name for name, ok in checks.items() if not ok]

@@ -16,7 +16,7 @@ from churnflow.monitoring.performance_rule import (
 )
 
 EXPECTED = ExpectedQuality(roc_auc=0.84, brier=0.138)
-POLICY = PerformancePolicy(min_labels=500, confidence=0.995, auc_margin=0.0, calibration_margin=0.02)
+POLICY = PerformancePolicy(min_labels=500, confidence=0.995, auc_margin=0.0, calibration_margin=0.02, brier_margin=0.0)
 
 
 def known(rows=2000, auc=0.84, churn_rate=0.265, mean_probability=0.265, brier=0.138):
