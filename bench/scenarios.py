@@ -1,22 +1,24 @@
 """The scenario table of the outcome-aware loop, on real rows, in process (no servers): `make bench-scenarios`.
 
-Per seed the IBM rows are split at random into three disjoint pools: base (55 %, what the champion is
-trained on, 80/20 split with that seed, so each seed has its own champion and its own fit), recent (25 %)
-and newest (20 %), so that no customer of the traffic was a training row of the champion, and the
-newest traffic, on which the promoted model is scored, was never a training row of any model.
+Per seed the IBM rows are split at random into disjoint pools: base (55 %, what the champion is trained
+on, 80/20 split with that seed, so each seed has its own champion and its own fit), older recent (17.5 %),
+newest recent (7.5 %) and future (20 %). No customer of the traffic was a training row of the champion;
+the out-of-time rows (the newest recent requests) are customers the challenger never trained on; the
+future traffic, on which the promoted model is scored, was never a training row of any model.
 
 Drift cells: windows of the recent+newest pools, shifted as the cell says, through the monitor's drift
 check (`drift.score_columns` + `policy.assess_drift`); `alarm_1st` is the first window's decision,
 `alarm_2nd` the decision on a second, independent window of the same cell with the first window's
 over-the-bar rules as the persistence state (what the monitor reads from its index).
 
-Labelled cells: 3000 labelled requests from the recent pool, one every 60 s, outcomes as the cell says
-(a reverting cell: the newest third has its real outcomes back). The monitor reads the newest 2000
+Labelled cells: 3000 labelled requests, one every 60 s, the older 70 % from the older pool and the
+newest 30 % from the newest pool, outcomes as the cell says (a reverting cell: the newest 30 % have their
+real outcomes back). The monitor reads the newest 2000
 (`labels` in the look-back): drift on their inputs, the performance rule on the champion's answers. The
 retrain runs as the job does (`evaluation.assemble`: out-of-time = newest 30 %, base rows weighted to
 `base_weight_share` of the recent rows; `gate.judge_challenger` with the job's defaults), whether or
 not the monitor asked, so the gate is shown on every cell. Then on 2000 newest requests (the newest pool,
-the newest outcomes): AUC and Brier of the champion, of the promoted model (the challenger if promoted,
+the newest outcomes; "future" below): AUC and Brier of the champion, of the promoted model (the challenger if promoted,
 else the champion) and of a model trained on the recent training rows alone. `--weights` adds the
 comparison of base-row weightings that chose `base_weight_share`.
 """
@@ -108,8 +110,9 @@ class World:
     """One seed: the three pools and the champion trained on the base pool."""
 
     base: pd.DataFrame
-    recent: pd.DataFrame
-    newest: pd.DataFrame
+    older: pd.DataFrame
+    newer: pd.DataFrame
+    future: pd.DataFrame
     traffic: pd.DataFrame
     scorer: CompiledScorer
     reference: pd.DataFrame
@@ -119,8 +122,8 @@ class World:
 
 def make_world(frame: pd.DataFrame, seed: int) -> World:
     order = np.random.default_rng(seed).permutation(len(frame))
-    cuts = (int(0.55 * len(frame)), int(0.80 * len(frame)))
-    base, recent, newest = (frame.iloc[part].reset_index(drop=True) for part in np.split(order, cuts))
+    cuts = [int(share * len(frame)) for share in (0.55, 0.725, 0.80)]
+    base, older, newer, future = (frame.iloc[part].reset_index(drop=True) for part in np.split(order, cuts))
     trained = pipeline.train(base, random_state=seed)
     scorer = CompiledScorer(compile_pipeline(trained.model))
     metrics = trained.metrics
@@ -131,9 +134,9 @@ def make_world(frame: pd.DataFrame, seed: int) -> World:
         churn_rate=metrics["churn_rate"],
         brier_se=metrics["brier_se"],
     )
-    traffic = pd.concat([recent, newest], ignore_index=True)
+    traffic = pd.concat([older, newer, future], ignore_index=True)
     reference = drift.with_prediction(trained.train, scorer)
-    return World(base, recent, newest, traffic, scorer, reference, scorer.feature_importance(), expected)
+    return World(base, older, newer, future, traffic, scorer, reference, scorer.feature_importance(), expected)
 
 
 def decide_drift(
@@ -166,13 +169,12 @@ def with_times(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def recent_traffic(world: World, cell: LabelledCell, seed: int) -> pd.DataFrame:
-    rows = scenarios.labelled_window(world.recent, cell.scenario, RECENT_ROWS, seed, cell.outcome)
-    if cell.reverts:
-        back = RECENT_ROWS // 3
-        real = scenarios.labelled_window(world.recent, cell.scenario, back, seed + 7, "unchanged")
-        rows = pd.concat([rows.iloc[: RECENT_ROWS - back], real], ignore_index=True)
-    return with_times(rows)
+def recent_traffic(world: World, cell: LabelledCell, seed: int, oot_fraction: float) -> pd.DataFrame:
+    newest = math.ceil(oot_fraction * RECENT_ROWS)
+    older = scenarios.labelled_window(world.older, cell.scenario, RECENT_ROWS - newest, seed, cell.outcome)
+    outcome = "unchanged" if cell.reverts else cell.outcome
+    newer = scenarios.labelled_window(world.newer, cell.scenario, newest, seed + 7, outcome)
+    return with_times(pd.concat([older, newer], ignore_index=True))
 
 
 def fit_scorer(train: pd.DataFrame, weights: np.ndarray | None, seed: int) -> CompiledScorer:
@@ -191,7 +193,7 @@ def labelled_cell(
     gate_policy = gate.GatePolicy.from_settings(retrain)
     rows: list[dict[str, Any]] = []
     for seed, world in enumerate(worlds):
-        recent = recent_traffic(world, cell, seed)
+        recent = recent_traffic(world, cell, seed, retrain.oot_fraction)
         looked_back = recent.iloc[-LABELS:]
         known = performance.labelled_metrics(
             counts_of(data.target(looked_back).to_numpy(), evaluation.probabilities(world.scorer, looked_back)), 1, 30
@@ -218,7 +220,7 @@ def labelled_cell(
             challenger_oot, champion_oot, challenger_base, champion_base, gate_policy, gain_se
         )
         newest_outcome = "unchanged" if cell.reverts else cell.outcome
-        newest = scenarios.labelled_window(world.newest, cell.scenario, NEWEST_ROWS, seed + 10_000, newest_outcome)
+        newest = scenarios.labelled_window(world.future, cell.scenario, NEWEST_ROWS, seed + 10_000, newest_outcome)
         promoted = challenger if decision.promote else world.scorer
         on_newest = {
             name: evaluation.scorer_metrics(s, newest)
@@ -231,6 +233,7 @@ def labelled_cell(
             "auc_drop": world.expected.roc_auc - known.roc_auc if known.roc_auc is not None else math.nan,
             "promoted": decision.promote,
             "tie": decision.reason.startswith("a tie"),
+            "failed": ",".join(name for name, ok in decision.checks.items() if not ok),
             # the gate's promise: never a challenger worse out of time by more than its tolerance
             "gate_violation": decision.promote
             and (
@@ -266,6 +269,7 @@ def labelled_cell(
         "promoted": int(table["promoted"].sum()),
         "ties": int(table["tie"].sum()),
         "gate_violations": int(table["gate_violation"].sum()),
+        "refused_by": table.loc[~table["promoted"] & ~table["tie"], "failed"].value_counts().to_dict(),
     }
     for name in ("champion", "promoted", "recent_only"):
         summary[f"{name}_auc"] = round(float(table[f"{name}_roc_auc"].mean()), 4)
