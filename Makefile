@@ -69,6 +69,10 @@ bench-monitor: setup ## Benchmark one drift check vs plain Evidently on 10k/100k
 bench-outcomes: setup ## Benchmark labels import, labelled check, retrain data: engine vs the old path (100k, 1M rows)
 	$(BIN)/python bench/outcomes.py $(BENCH_ARGS)
 
+.PHONY: bench-scenarios
+bench-scenarios: setup ## Scenario table of the outcome-aware loop on real rows, 30 seeds a cell, in process (~15 min)
+	$(BIN)/python bench/scenarios.py $(BENCH_ARGS)
+
 # --- shipping: images, Google Cloud (docs/deploy.md) ------------------------------------------------
 .PHONY: requirements images push deploy infra promote
 

@@ -77,7 +77,7 @@ def _demo(args: argparse.Namespace) -> int:
         stopped = stack.down(demo.demo_settings())
         print(f"stopped: {', '.join(stopped)}" if stopped else "the demo stack was not running")
         return 0
-    return demo.main(keep=args.keep)
+    return demo.main(keep=args.keep, story=args.story)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the whole loop locally on real emulators, as a timeline")
     demo.add_argument("--keep", action="store_true", help="leave the demo stack running afterwards")
     demo.add_argument("--down", action="store_true", help="stop a demo stack left running with --keep")
+    demo.add_argument(
+        "--story",
+        choices=("segment", "outcome"),
+        default="segment",
+        help="segment: traffic shifts to a segment v1 barely saw (drift); outcome: a segment's churn changes "
+        "with the inputs unchanged (the performance rule)",
+    )
     demo.set_defaults(handler=_demo)
     register_cli(commands)
     return parser

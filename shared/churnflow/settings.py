@@ -85,13 +85,34 @@ class TrainSettings(CommonSettings):
 class RetrainSettings(TrainSettings, RequestTimingSettings):
     """Settings of the retrain job and its Pub/Sub trigger."""
 
-    auc_floor: float = Field(0.75, gt=0, lt=1, description="Gate: the challenger's AUC must reach this.")
+    auc_floor: float = Field(
+        0.75, gt=0, lt=1, description="Gate without a champion: the challenger's base-check AUC must reach this."
+    )
     auc_tolerance: float = Field(
-        0.0, ge=0, lt=0.5, description="Gate: an AUC gain up to this is a tie, and a tie keeps the champion."
+        0.005,
+        ge=0,
+        lt=0.5,
+        description="Gate: out-of-time AUC may be this much below the champion's; a gain up to it is a tie.",
+    )
+    brier_tolerance: float = Field(0.0005, ge=0, lt=1, description="Gate: a Brier gain up to this is a tie.")
+    base_auc_tolerance: float = Field(
+        0.10, ge=0, lt=0.5, description="Gate: base-check AUC may be this much below the champion's (collapse guard)."
+    )
+    gain_z: float = Field(
+        2.0, ge=0, description="Gate: a Brier gain counts beyond this many standard errors of the paired difference."
+    )
+    min_oot_rows: int = Field(
+        200, ge=1, description="Gate: fewer out-of-time labelled rows than this keep the champion (too few to judge)."
     )
     challenger_alias: str = "challenger"
-    recent_holdout_fraction: float = Field(
-        0.3, gt=0, lt=1, description="Share of labelled recent traffic kept out of training, for evaluation."
+    oot_fraction: float = Field(
+        0.3, gt=0, lt=1, description="Newest share of the labelled recent traffic held out (by time) for the gate."
+    )
+    base_weight_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Base rows together weigh this share of the recent training rows (each at most 1).",
     )
     lock_ttl_s: float = Field(3_600.0, gt=0, description="A retrain lock older than this is taken as abandoned.")
     lock_wait_s: float = Field(
@@ -209,7 +230,28 @@ class MonitorSettings(RequestTimingSettings):
     noise_factor: float = Field(
         4.0, ge=0, description="A score counts for the model-aware rules only above noise_factor·√(1/n+1/m)."
     )
+    feature_share: float = Field(
+        0.03, gt=0, le=1, description="Rule `feature`: features with this share of the importance count alone."
+    )
+    persistence_margin: float = Field(
+        0.25, ge=0, description="A rule over its bar by less than this (relative) fires only if it was last time too."
+    )
     publish_timeout_s: float = Field(30.0, gt=0, description="Timeout of the Pub/Sub publish.")
     monitoring_experiment: str = "churn-monitoring"
     label_lookback_days: int = Field(30, ge=0, description="Labelled requests this recent measure the champion.")
+    performance_min_labels: int = Field(
+        1000, ge=1, description="Performance rule: fewer labelled requests in the look-back decide nothing."
+    )
+    performance_confidence: float = Field(
+        0.995, gt=0.5, lt=1, description="Performance rule: one-sided confidence of each bound (label noise)."
+    )
+    performance_auc_margin: float = Field(
+        0.0, ge=0, lt=0.5, description="Performance rule: labelled AUC may sit this far under the expected."
+    )
+    performance_calibration_margin: float = Field(
+        0.02, ge=0, lt=1, description="Performance rule: |mean predicted − observed churn| allowed beyond noise."
+    )
+    performance_brier_margin: float = Field(
+        0.01, ge=0, lt=1, description="Performance rule: labelled Brier may sit this far over the expected."
+    )
     report_index_size: int = Field(100, ge=1, description="Past checks kept in the report index.")

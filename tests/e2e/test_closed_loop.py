@@ -44,3 +44,24 @@ def test_drift_retrain_promotion_and_hot_swap(loop_stack):
     assert result.predict_pid_before == result.predict_pid_after
     assert result.loop_seconds is not None and result.loop_seconds > 0
     assert any("PROMOTED" in line for line in lines)
+
+
+def test_a_change_in_who_churns_is_caught_by_the_performance_rule_and_retrained_on_recent_data(loop_stack):
+    local, common = loop_stack
+    lines = []
+    result = demo.run_loop(local, common, demo.Timeline(lines.append), demo.OUTCOME_STORY)
+
+    decided = [c for c in result.checks if c.status is not CheckStatus.INSUFFICIENT_DATA]
+    triggered = result.checks[-1]
+    assert all(c.status is CheckStatus.NO_DRIFT for c in decided)  # the inputs never moved
+    assert triggered.trigger.action == "published" and triggered.performance_decision.degraded
+    assert triggered.retrain_rules and all(rule.startswith("labelled_") for rule in triggered.retrain_rules)
+    assert triggered.performance.rows >= 2000 and triggered.performance_decision.labels >= 2000
+    assert result.job_runs == 1 and result.retrain is not None
+    assert result.retrain.challenger_oot["rows"] >= 700  # the newest 30 % of the labelled requests
+    assert result.retrain.oot_cut_ts is not None and result.retrain.gate_checks["oot_brier"] is True
+    assert result.retrain_status == "promoted" and result.promoted_version == 2
+    assert result.retrain.challenger_oot["brier"] < result.retrain.champion_oot["brier"]
+    assert result.failed_requests == []
+    assert any("performance rules fired: labelled_" in line for line in lines)
+    assert any("out-of-time rows" in line for line in lines)

@@ -139,7 +139,8 @@ def test_drift_publishes_one_request_and_holds_while_it_is_pending(monitor, requ
     [message] = requests_seen(expect_at_least=1)
     assert message.request_id == first.trigger.request_id and message.check_id == first.check_id
     assert message.champion_version == monitor.champion.version and message.report_uri == first.report_uri
-    assert message.reason == first.decision.reason and "Contract" in message.drifted_columns
+    assert message.reason == f"drift: {first.decision.reason}" and "Contract" in message.drifted_columns
+    assert message.rules == first.retrain_rules
     assert (message.window_start, message.window_end, message.window_rows) == (
         first.window.start,
         first.window.end,

@@ -9,6 +9,7 @@ import pandas as pd
 
 from churnflow.core import schema
 from churnflow.core.scorer import CompiledScorer
+from churnflow.monitoring.models import ExpectedQuality
 from churnflow.registry import tags
 from churnflow.registry.read import RegistryClient, RegistryError
 from churnflow.settings import MonitorSettings
@@ -28,6 +29,27 @@ class Champion:
     scorer: CompiledScorer
     fingerprint: str
     reference_uri: str
+    expected: ExpectedQuality = ExpectedQuality()
+
+
+def expected_quality(version_tags: dict[str, str]) -> ExpectedQuality:
+    """The held-out metrics a version was registered with (absent or unreadable: None)."""
+
+    def metric(name: str) -> float | None:
+        try:
+            value = float(version_tags[f"{tags.METRIC_PREFIX}{name}"])
+        except (KeyError, ValueError):
+            return None
+        return value if value == value else None  # NaN (e.g. AUC on one class) is no expectation
+
+    rows = metric("rows")
+    return ExpectedQuality(
+        roc_auc=metric("roc_auc"),
+        brier=metric("brier"),
+        rows=int(rows) if rows else None,
+        churn_rate=metric("churn_rate"),
+        brier_se=metric("brier_se"),
+    )
 
 
 def load_champion(settings: MonitorSettings) -> Champion:
@@ -40,7 +62,8 @@ def load_champion(settings: MonitorSettings) -> Champion:
         raise RegistryError(
             f"{version.name} v{version.version} has no {tags.DATA_FINGERPRINT}/{tags.REFERENCE_URI} tags"
         )
-    return Champion(version.version, CompiledScorer(client.scorer_artifact(version)), fingerprint, reference_uri)
+    scorer = CompiledScorer(client.scorer_artifact(version))
+    return Champion(version.version, scorer, fingerprint, reference_uri, expected_quality(version.tags))
 
 
 def load_reference(project: str, champion: Champion) -> pd.DataFrame:

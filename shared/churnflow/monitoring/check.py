@@ -22,9 +22,10 @@ from churnflow.core.messages import RetrainRequested
 from churnflow.monitoring import drift, policy, tracking
 from churnflow.monitoring.champion import Champion, load_champion, load_reference
 from churnflow.monitoring.errors import MonitorUnavailable
-from churnflow.monitoring.models import CheckStatus, CheckSummary, WindowStats
+from churnflow.monitoring.models import CheckStatus, CheckSummary, Rule, WindowStats
 from churnflow.monitoring.performance import labelled_performance
-from churnflow.monitoring.reports import ReportStore
+from churnflow.monitoring.performance_rule import PerformancePolicy, assess_performance
+from churnflow.monitoring.reports import ReportIndex, ReportStore, performance_section
 from churnflow.monitoring.window import choose_window, error_bound
 from churnflow.registry.read import RegistryError
 from churnflow.retraining.request_state import RequestOutcome, Timing
@@ -87,9 +88,8 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
         champion_loading = background.submit(load_champion, settings)
         reference_loading = background.submit(_reference, settings.project, champion_loading)
         settled = now - timedelta(seconds=settings.settle_s)
-        window = choose_window(
-            settled, settings.window_hours, reports.read_index().last_decided_end(), settings.since_last_check
-        )
+        index = reports.read_index()
+        window = choose_window(settled, settings.window_hours, index.last_decided_end(), settings.since_last_check)
         sample = RequestLogReader(settings.project, settings.bucket, settings.read_workers).read_sample(
             window, settings.sample_rows, settings.sample_objects, settings.sample_seed
         )
@@ -105,8 +105,13 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
             summary_uri=layout.gs_uri(settings.bucket, layout.summary_object(check_id)),
             trigger=RequestOutcome(action="none", reason=f"fewer than {settings.min_rows} valid rows"),
         )
+        summary = _judge_performance(settings, champion, now, summary)
         if len(sample.frame) >= settings.min_rows:
-            summary = _assess(settings, champion, reference_loading.result(), sample, reports, summary)
+            previous = _previous_over_bar(index, champion.version)
+            summary = _assess(settings, champion, reference_loading.result(), sample, reports, summary, previous)
+        elif summary.performance_decision and summary.performance_decision.degraded:
+            html = f"<!doctype html><html><body>{performance_section(summary)}</body></html>"
+            summary = summary.model_copy(update={"report_uri": reports.write_report(check_id, html)})
     if (request := retrain_request(summary)) is not None:
         outcome = request_retrain(
             StateStore(settings.project, settings.bucket, settings.model_name),
@@ -116,8 +121,6 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
             Timing.from_settings(settings),
         )
         summary = summary.model_copy(update={"trigger": outcome})
-    performance = labelled_performance(settings, now, champion.version, settings.label_lookback_days)
-    summary = summary.model_copy(update={"performance": performance})
     summary = summary.model_copy(update={"mlflow_run_id": tracking.log_check(settings, summary)})
     summary = summary.model_copy(update={"duration_s": round(time.perf_counter() - started, 3)})
     reports.write_summary(summary)
@@ -137,6 +140,25 @@ def _reference(project: str, champion: Future[Champion]) -> pd.DataFrame:
     return drift.with_prediction(load_reference(project, loaded), loaded.scorer)
 
 
+def _judge_performance(
+    settings: MonitorSettings, champion: Champion, now: datetime, summary: CheckSummary
+) -> CheckSummary:
+    """The champion's labelled performance in the look-back and the performance rule's verdict on it."""
+    known = labelled_performance(settings, now, champion.version, settings.label_lookback_days)
+    verdict = None
+    if known is not None:
+        verdict = assess_performance(known, champion.expected, PerformancePolicy.from_settings(settings))
+    return summary.model_copy(update={"performance": known, "performance_decision": verdict})
+
+
+def _previous_over_bar(index: ReportIndex, champion_version: int) -> frozenset[Rule]:
+    """The drift rules at or over their bar in the latest decided check of this champion (persistence)."""
+    for entry in index.entries:
+        if entry.status is not CheckStatus.INSUFFICIENT_DATA and entry.champion_version == champion_version:
+            return frozenset(Rule(rule) for rule in entry.rules_over_bar)
+    return frozenset()
+
+
 def _assess(
     settings: MonitorSettings,
     champion: Champion,
@@ -144,35 +166,43 @@ def _assess(
     sample: WindowSample,
     reports: ReportStore,
     summary: CheckSummary,
+    previous_over_bar: frozenset[Rule],
 ) -> CheckSummary:
     """Evidently on the sample vs the champion's reference, the policy's decision, the stored HTML report."""
     current = drift.with_prediction(sample.frame, champion.scorer)
     result, snapshot = drift.score_columns(reference, current, drift.DriftConfig.from_settings(settings))
     decision = policy.assess_drift(
-        result, champion.scorer.feature_importance(), policy.DriftPolicy.from_settings(settings)
+        result, champion.scorer.feature_importance(), policy.DriftPolicy.from_settings(settings), previous_over_bar
     )
+    summary = summary.model_copy(
+        update={"status": CheckStatus.DRIFT if decision.drifted else CheckStatus.NO_DRIFT, "drift": result}
+    )
+    summary = summary.model_copy(update={"decision": decision})
+    html = snapshot.get_html_str(as_iframe=False).replace("<body>", f"<body>{performance_section(summary)}", 1)
     return summary.model_copy(
         update={
-            "status": CheckStatus.DRIFT if decision.drifted else CheckStatus.NO_DRIFT,
-            "drift": result,
-            "decision": decision,
-            "report_uri": reports.write_report(summary.check_id, snapshot.get_html_str(as_iframe=False)),
-            "trigger": RequestOutcome(action="none", reason="no drift"),
+            "report_uri": reports.write_report(summary.check_id, html),
+            "trigger": RequestOutcome(action="none", reason="no rule fired"),
         }
     )
 
 
 def retrain_request(summary: CheckSummary) -> RetrainRequested | None:
-    """The retrain request of a check that found drift (None for any other outcome)."""
-    if summary.status is not CheckStatus.DRIFT or not (summary.drift and summary.decision and summary.report_uri):
+    """The retrain request of a check where a drift or performance rule fired (None otherwise)."""
+    if not summary.retrain_rules or not summary.report_uri:
         return None
+    reasons = []
+    if summary.status is CheckStatus.DRIFT and summary.decision:
+        reasons.append(f"drift: {summary.decision.reason}")
+    if summary.performance_decision and summary.performance_decision.degraded:
+        reasons.append(f"performance: {summary.performance_decision.reason}")
     return RetrainRequested(
         model_name=summary.model_name,
         champion_version=summary.champion_version,
-        reason=summary.decision.reason,
-        rules=tuple(summary.decision.rules_fired),
-        drift_share=summary.drift.drift_share,
-        drifted_columns=tuple(c.column for c in summary.drift.columns if c.drifted),
+        reason=" | ".join(reasons),
+        rules=summary.retrain_rules,
+        drift_share=summary.drift.drift_share if summary.drift else 0.0,
+        drifted_columns=tuple(c.column for c in summary.drift.columns if c.drifted) if summary.drift else (),
         window_start=summary.window.start,
         window_end=summary.window.end,
         window_rows=summary.window.valid_rows,

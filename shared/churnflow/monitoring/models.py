@@ -53,6 +53,7 @@ class Rule(StrEnum):
 
     SHARE = "share"
     IMPORTANCE = "importance"
+    FEATURE = "feature"
     PREDICTION = "prediction"
 
 
@@ -62,10 +63,51 @@ class DriftDecision(_Frozen):
     drifted: bool
     rules_fired: tuple[Rule, ...]
     reason: str
+    rules_over_bar: tuple[Rule, ...] = Field(
+        (), description="Rules at or over their bar, fired or not (the next check reads them for persistence)."
+    )
+    rules_held: tuple[Rule, ...] = Field(
+        (), description="Rules over their bar by less than the margin, not fired: the last check was under it."
+    )
     noise_floor: float = Field(description="Score below which a column is treated as sampling noise.")
     importance_drift_share: float = Field(description="Share of the champion's feature importance that drifted.")
     prediction_score: float
     counted_columns: tuple[str, ...] = Field(description="Features that count as drifted for the model-aware rules.")
+
+
+class PerformanceRule(StrEnum):
+    """The rules on the champion's labelled performance, in the order they are reported."""
+
+    AUC = "labelled_auc"
+    CALIBRATION = "labelled_calibration"
+    BRIER = "labelled_brier"
+
+
+class ExpectedQuality(_Frozen):
+    """What the champion is expected to reach: its held-out metrics at registration (version tags)."""
+
+    roc_auc: float | None = None
+    brier: float | None = None
+    rows: int | None = Field(None, description="Rows the metrics were measured on (their own sampling error).")
+    churn_rate: float | None = None
+    brier_se: float | None = Field(None, description="Standard error of the expected Brier score.")
+
+
+class PerformanceDecision(_Frozen):
+    """Whether the champion's labelled performance is worse than expected beyond its confidence bound, and why."""
+
+    decided: bool = Field(description="False when too few labelled requests (or no expectation) to judge.")
+    degraded: bool
+    rules_fired: tuple[PerformanceRule, ...]
+    reason: str
+    labels: int
+    z: float = Field(description="One-sided normal quantile of the configured confidence.")
+    expected_auc: float | None = None
+    auc_upper_bound: float | None = Field(None, description="Labelled AUC + z·SE (Hanley–McNeil).")
+    calibration_gap: float | None = Field(None, description="Mean predicted probability − observed churn rate.")
+    calibration_bound: float | None = Field(None, description="The gap beyond which calibration fires.")
+    expected_brier: float | None = None
+    brier_lower_bound: float | None = Field(None, description="Labelled Brier − z·SE.")
 
 
 class CheckStatus(StrEnum):
@@ -110,6 +152,7 @@ class LabelledPerformance(BaseModel):
     accuracy: float  # of the served prediction
     mean_probability: float | None = None  # calibration: against churn_rate
     brier: float | None = None
+    brier_variance: float | None = None  # of the per-request squared error, for the Brier score's bound
     lookback_days: int
     unreadable_rows: int = 0  # log lines of the window that were not JSON records (skipped)
     skipped_objects: int = 0  # log objects of the window that were not complete gzip (skipped)
@@ -133,5 +176,15 @@ class CheckSummary(_Frozen):
     performance: LabelledPerformance | None = Field(
         None, description="The champion's quality on labelled recent requests, when labels exist."
     )
+    performance_decision: PerformanceDecision | None = Field(
+        None, description="The performance rule's verdict on those requests (None: no labelled requests)."
+    )
     mlflow_run_id: str | None = None
     duration_s: float = 0.0
+
+    @property
+    def retrain_rules(self) -> tuple[str, ...]:
+        """Every rule, drift or performance, that fired: a retrain is requested when there is one."""
+        drift = self.decision.rules_fired if self.status is CheckStatus.DRIFT and self.decision else ()
+        known = self.performance_decision.rules_fired if self.performance_decision else ()
+        return (*map(str, drift), *map(str, known))

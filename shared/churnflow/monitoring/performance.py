@@ -28,6 +28,9 @@ def labelled_metrics(counts: PerformanceCounts, model_version: int, lookback_day
         accuracy=counts.correct / counts.n,
         mean_probability=counts.sum_probability / counts.n,
         brier=counts.sum_squared_error / counts.n,
+        brier_variance=max(counts.sum_fourth_power_error / counts.n - (counts.sum_squared_error / counts.n) ** 2, 0.0)
+        if counts.sum_fourth_power_error
+        else None,
         lookback_days=lookback_days,
         unreadable_rows=counts.unreadable_rows,
         skipped_objects=counts.skipped_objects,

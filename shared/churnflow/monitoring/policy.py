@@ -1,10 +1,14 @@
 """The drift policy: pure rules over Evidently's per-column results and the champion's feature weights.
 
-Three rules; the window has drifted when any fires, and the decision names each one that did:
+Four rules; the window has drifted when any fires, and the decision names each one that did:
 - `share`: Evidently's default dataset rule, the share of drifted feature columns ≥ `drift_share`.
 - `importance`: the drifted features together carry ≥ `importance_share` of the champion's feature
   importance (how far each feature moves its log-odds), so a shift confined to a few heavy features
   (the charges, tenure) is drift, and a shift in features the model barely uses (gender) weighs little.
+- `feature`: any one feature the champion uses (≥ `feature_share` of its importance) drifted beyond
+  its threshold and the noise floor. How the weight is spread over correlated features (tenure, the
+  two charges) depends on how the champion happened to fit: one fit puts 0.04 on MonthlyCharges,
+  another 0.15. This rule does not weigh, so a price change is drift whatever the fit.
 - `prediction`: the champion's predicted churn probability itself moved by ≥ `prediction_threshold`.
 
 The model-aware rules ignore scores below a noise floor, `noise_factor·√(1/n + 1/m)` for n window and
@@ -12,6 +16,11 @@ m reference rows: distance scores of small windows fluctuate by about √(1/n + 
 (at n = 300 a normed Wasserstein distance over 0.1 happens in about one window in ten), and the
 floor keeps those from firing rules that single columns can fire. For large windows it is below
 Evidently's own thresholds and changes nothing.
+
+Persistence: a rule whose statistic clears its bar by less than `persistence_margin` (relative) fires
+only if it was over its bar in the previous decided check of the same champion too (`previous_over_bar`,
+kept in the report index in GCS); a shift sitting on a threshold then no longer flips the decision from
+window to window, and a clear shift fires at once.
 """
 
 from __future__ import annotations
@@ -32,12 +41,19 @@ class DriftPolicy:
     importance_share: float = 0.25
     prediction_threshold: float = 0.2
     noise_factor: float = 4.0
+    feature_share: float = 0.03
+    persistence_margin: float = 0.25
 
     @classmethod
     def from_settings(cls, settings: MonitorSettings) -> DriftPolicy:
         """The drift policy of the monitor's settings."""
         return cls(
-            settings.drift_share, settings.importance_share, settings.prediction_threshold, settings.noise_factor
+            settings.drift_share,
+            settings.importance_share,
+            settings.prediction_threshold,
+            settings.noise_factor,
+            settings.feature_share,
+            settings.persistence_margin,
         )
 
 
@@ -52,39 +68,68 @@ def importance_shares(importance: Mapping[str, float]) -> dict[str, float]:
     return {name: value / total for name, value in importance.items()} if total > 0 else {}
 
 
-def assess_drift(result: DriftResult, importance: Mapping[str, float], policy: DriftPolicy) -> DriftDecision:
-    """Apply the three rules to a drift result; `importance` is CompiledScorer.feature_importance()."""
+def assess_drift(
+    result: DriftResult,
+    importance: Mapping[str, float],
+    policy: DriftPolicy,
+    previous_over_bar: frozenset[Rule] = frozenset(),
+) -> DriftDecision:
+    """Apply the four rules to a drift result; `importance` is CompiledScorer.feature_importance()."""
     floor = noise_floor(result.current_rows, result.reference_rows, policy.noise_factor)
     shares = importance_shares(importance)
     counted = tuple(c.column for c in result.features if c.drifted and c.score >= floor)
     weight = sum(shares.get(name, 0.0) for name in counted)
+    used = [c for c in result.features if shares.get(c.column, 0.0) >= policy.feature_share]
+    strongest = max(used, key=lambda c: c.score / max(c.threshold, floor), default=None)
+    feature_ratio = strongest.score / max(strongest.threshold, floor) if strongest else 0.0
     prediction = next(c for c in result.columns if c.kind == "prediction")
     prediction_bar = max(policy.prediction_threshold, floor)
+    # each rule: its statistic over its bar (≥ 1: over the bar) and what it compared
     checks = {
         Rule.SHARE: (
-            result.drift_share >= policy.drift_share,
+            result.drift_share / policy.drift_share,
             f"{result.drifted_features} of {len(result.features)} features drifted "
             f"(share {result.drift_share:.2f}, rule ≥ {policy.drift_share:.2f})",
         ),
         Rule.IMPORTANCE: (
-            weight >= policy.importance_share,
+            weight / policy.importance_share,
             f"drifted features {', '.join(counted) or 'none'} carry {weight:.2f} of the champion's "
             f"importance (rule ≥ {policy.importance_share:.2f})",
         ),
+        Rule.FEATURE: (
+            feature_ratio,
+            "strongest shift in a feature the champion uses: "
+            + (
+                f"{strongest.column} {strongest.score:.3f} (share {shares[strongest.column]:.2f}; rule ≥ "
+                f"{max(strongest.threshold, floor):.3f})"
+                if strongest
+                else "none"
+            ),
+        ),
         Rule.PREDICTION: (
-            prediction.score >= prediction_bar,
+            prediction.score / prediction_bar,
             f"predicted churn probability drift {prediction.score:.3f} (rule ≥ {prediction_bar:.3f})",
         ),
     }
-    fired = tuple(rule for rule, (hit, _) in checks.items() if hit)
+    over = tuple(rule for rule, (ratio, _) in checks.items() if ratio >= 1)
+    clear = 1 + policy.persistence_margin
+    fired = tuple(rule for rule in over if checks[rule][0] >= clear or rule in previous_over_bar)
+    held = tuple(rule for rule in over if rule not in fired)
     if fired:
         reason = "; ".join(f"{rule}: {checks[rule][1]}" for rule in fired)
     else:
         reason = "no rule fired: " + "; ".join(f"{rule}: {text}" for rule, (_, text) in checks.items())
+    if held:
+        reason += (
+            f" (held for persistence, over the bar by < {policy.persistence_margin:.0%} and not over it in the "
+            f"previous check: {', '.join(held)})"
+        )
     return DriftDecision(
         drifted=bool(fired),
         rules_fired=fired,
         reason=reason,
+        rules_over_bar=over,
+        rules_held=held,
         noise_floor=floor,
         importance_drift_share=weight,
         prediction_score=prediction.score,

@@ -10,6 +10,7 @@ compare-and-swap, so concurrent checks never lose each other's entries.
 
 from __future__ import annotations
 
+import html
 from datetime import datetime
 
 from google.api_core.exceptions import NotFound
@@ -29,6 +30,7 @@ class IndexEntry(BaseModel):
     status: CheckStatus
     drift_share: float | None
     rules_fired: tuple[str, ...]
+    rules_over_bar: tuple[str, ...] = ()
     champion_version: int
     window_start: datetime
     window_end: datetime
@@ -44,7 +46,8 @@ class IndexEntry(BaseModel):
             checked_at=summary.checked_at,
             status=summary.status,
             drift_share=summary.drift.drift_share if summary.drift else None,
-            rules_fired=tuple(summary.decision.rules_fired) if summary.decision else (),
+            rules_fired=summary.retrain_rules,
+            rules_over_bar=tuple(summary.decision.rules_over_bar) if summary.decision else (),
             champion_version=summary.champion_version,
             window_start=summary.window.start,
             window_end=summary.window.end,
@@ -52,6 +55,29 @@ class IndexEntry(BaseModel):
             report_uri=summary.report_uri,
             summary_uri=summary.summary_uri,
         )
+
+
+def performance_section(summary: CheckSummary) -> str:
+    """The HTML block at the top of a check's report: which rules fired and why, drift and performance."""
+    rows = []
+    if summary.decision is not None:
+        fired = ", ".join(summary.decision.rules_fired) or "none"
+        rows.append(("Drift rules fired", fired, summary.decision.reason))
+    if summary.performance_decision is not None:
+        verdict = summary.performance_decision
+        fired = ", ".join(verdict.rules_fired) or ("none" if verdict.decided else "not decided")
+        rows.append(("Performance rules fired", fired, verdict.reason))
+    elif summary.performance is None:
+        rows.append(("Performance rules fired", "not decided", "no labelled requests in the look-back"))
+    body = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{html.escape(fired)}</td><td>{html.escape(why)}</td></tr>"
+        for name, fired, why in rows
+    )
+    return (
+        f'<section id="churnflow-decision"><h2>ChurnFlow check {html.escape(summary.check_id)}: '
+        f"{html.escape(str(summary.status))}, retrain rules fired: "
+        f"{html.escape(', '.join(summary.retrain_rules) or 'none')}</h2><table>{body}</table></section>"
+    )
 
 
 class ReportIndex(BaseModel):

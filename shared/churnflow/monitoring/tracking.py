@@ -38,6 +38,20 @@ def summary_metrics(summary: CheckSummary) -> dict[str, float]:
         optional = {"roc_auc": summary.performance.roc_auc, "brier": summary.performance.brier}
         optional["mean_probability"] = summary.performance.mean_probability
         metrics.update({f"labelled.{name}": value for name, value in optional.items() if value is not None})
+    if (verdict := summary.performance_decision) is not None:
+        metrics["performance.degraded"] = float(verdict.degraded)
+        bounds = {
+            "expected_auc": verdict.expected_auc,
+            "auc_upper_bound": verdict.auc_upper_bound,
+            "calibration_gap": verdict.calibration_gap,
+            "calibration_bound": verdict.calibration_bound,
+            "expected_brier": verdict.expected_brier,
+            "brier_lower_bound": verdict.brier_lower_bound,
+        }
+        metrics.update({f"performance.{name}": value for name, value in bounds.items() if value is not None})
+        metrics.update({f"rule.{rule}": 1.0 for rule in verdict.rules_fired})
+    if summary.decision is not None:
+        metrics.update({f"rule.{rule}": 1.0 for rule in summary.decision.rules_fired})
     return metrics
 
 
@@ -81,7 +95,11 @@ def log_check(settings: MonitorSettings, summary: CheckSummary) -> str | None:
             tags=[
                 RunTag(tags.CHECK_ID, summary.check_id),
                 RunTag(tags.CHECK_STATUS, str(summary.status)),
-                RunTag(tags.RULES_FIRED, ",".join(summary.decision.rules_fired) if summary.decision else ""),
+                RunTag(tags.RULES_FIRED, ",".join(summary.retrain_rules)),
+                RunTag(
+                    tags.PERFORMANCE_REASON,
+                    summary.performance_decision.reason[:5000] if summary.performance_decision else "",
+                ),
                 RunTag(tags.CHECKED_MODEL, f"{summary.model_name}/{summary.champion_version}"),
                 RunTag(tags.REPORT_URI, summary.report_uri or ""),
                 RunTag(tags.TRIGGER_ACTION, summary.trigger.action),

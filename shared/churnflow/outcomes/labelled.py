@@ -27,6 +27,8 @@ class PerformanceCounts:
     """Rows of the window that could not be read: 0, the labelled examples are typed Parquet (a label import
     counts the unreadable log lines it met)."""
     skipped_objects: int
+    sum_fourth_power_error: float = 0.0
+    """Σ (y − p)⁴: with sum_squared_error, the variance of the per-request squared error."""
 
     @property
     def roc_auc(self) -> float | None:
@@ -49,6 +51,7 @@ def performance(engine: Engine, model_version: int, start: date, until: date) ->
         positive_rank_sum_x2=int(row["positive_rank_sum_x2"]),
         unreadable_rows=0,
         skipped_objects=len(engine.skipped_objects),
+        sum_fourth_power_error=float(row["sum_fourth_power_error"]),
     )
 
 

@@ -98,7 +98,8 @@ SELECT
   COALESCE(SUM(IF(predicted = 1, pos, n - pos)), 0) AS correct,
   COALESCE(SUM(n * p), 0) AS sum_p,
   COALESCE(SUM(pos * (1 - p) * (1 - p) + (n - pos) * p * p), 0) AS sum_squared_error,
-  COALESCE(SUM(pos * (2 * below + tied + 1)), 0) AS positive_rank_sum_x2
+  COALESCE(SUM(pos * (2 * below + tied + 1)), 0) AS positive_rank_sum_x2,
+  COALESCE(SUM(pos * POW(1 - p, 4) + (n - pos) * POW(p, 4)), 0) AS sum_fourth_power_error
 FROM ranked
 """
 
@@ -136,7 +137,8 @@ def performance(model_version: int, start: date, until: date) -> Query:
     """Aggregates of `model_version`'s labelled requests logged on days start..until (one row).
 
     n, positives, correct (served prediction = outcome), sum of probabilities, sum of squared errors
-    (Brier × n) and twice the rank sum of the positives (ties get their average rank: the Mann-Whitney U
+    (Brier × n) and of their squares (the Brier score's variance), twice the rank sum of the positives
+    (ties get their average rank: the Mann-Whitney U
     form of ROC AUC), over the `labelled` partitions of those days only.
     """
     params = {"model_version": model_version, "first_day": start, "last_day": until}

@@ -1,5 +1,6 @@
-"""The retrain Cloud Run Job: train a challenger on base data plus labelled recent traffic, judge it
-against the champion on one evaluation set, and promote it only if it passes the gate.
+"""The retrain Cloud Run Job: train a challenger on labelled recent traffic plus down-weighted base data,
+judge it against the champion on the newest labelled traffic (out of time) and a base check set, and
+promote it only if it passes the gate (`evaluation` and `gate` say how).
 
 Safe to rerun: one retrain runs at a time (GCS lock, waited for; a job that cannot get it exits
 non-zero to be retried, its wait recorded in the request's state), a request whose champion is not
@@ -25,7 +26,7 @@ from churnflow.core.messages import MESSAGE_ID_ENV, REQUEST_ENV, RetrainRequeste
 from churnflow.core.scorer import CompiledScorer
 from churnflow.registry import tags as tag_names
 from churnflow.registry import write as registry_write
-from churnflow.registry.read import AliasNotFound, RegistryClient
+from churnflow.registry.read import AliasNotFound, ModelVersion, RegistryClient
 from churnflow.retraining import evaluation, gate, request_state
 from churnflow.retraining.lock import LockHeld, retrain_lock
 from churnflow.retraining.recent_data import labelled_traffic
@@ -61,23 +62,37 @@ class RetrainOutcome(BaseModel):
     message_id: str
     version: int | None = None
     champion_version: int | None = None
-    challenger_metrics: Metrics | None = None
-    champion_metrics: Metrics | None = None
-    challenger_recent: Metrics | None = None
-    champion_recent: Metrics | None = None
+    gate_checks: dict[str, bool] | None = None
+    oot_cut_ts: float | None = None
+    challenger_oot: Metrics | None = None
+    champion_oot: Metrics | None = None
+    challenger_base: Metrics | None = None
+    champion_base: Metrics | None = None
     finished_at: datetime | None = None
 
 
+def _stamp(value: float | None) -> str:
+    return f"{value:.6f}" if value is not None else "none"
+
+
 def _lineage_tags(request: RetrainRequested | None, message_id: str, parts: evaluation.RetrainData) -> dict[str, str]:
+    bounds = parts.bounds()
     tags = {
         tag_names.TRIGGER_MESSAGE_ID: message_id,
         tag_names.RECENT_TRAIN_ROWS: str(len(parts.recent_train)),
-        tag_names.RECENT_HOLDOUT_ROWS: str(len(parts.recent_holdout)),
-        tag_names.EVALUATION_FINGERPRINT: data.fingerprint(parts.evaluation),
+        tag_names.BASE_TRAIN_ROWS: str(parts.base_train_rows),
+        tag_names.BASE_WEIGHT: f"{parts.base_weight:.6f}",
+        tag_names.TRAIN_RECENT_FIRST_TS: _stamp(bounds["train_first"]),
+        tag_names.TRAIN_RECENT_LAST_TS: _stamp(bounds["train_last"]),
+        tag_names.OOT_CUT_TS: _stamp(bounds["oot_cut"]),
+        tag_names.OOT_LAST_TS: _stamp(bounds["oot_last"]),
+        tag_names.OOT_ROWS: str(len(parts.out_of_time)),
+        tag_names.EVALUATION_FINGERPRINT: data.fingerprint(parts.out_of_time),
     }
     if request is not None:
         tags[tag_names.DRIFT_REPORT_URI] = request.report_uri
-        tags[tag_names.TRIGGER_REASON] = request.reason[:250]
+        tags[tag_names.TRIGGER_REASON] = request.reason[:5000]
+        tags[tag_names.TRIGGER_RULES] = ",".join(request.rules)
     return tags
 
 
@@ -85,13 +100,28 @@ def _metric_tags(prefix: str, metrics: dict[str, float]) -> dict[str, str]:
     return {f"{prefix}{name}": f"{value:.6f}" for name, value in metrics.items()}
 
 
-def retrain(settings: RetrainSettings, request: RetrainRequested | None, message_id: str) -> RetrainOutcome:
-    """One retrain: train, register, evaluate both models on the same rows, gate, move an alias."""
-    client = RegistryClient(settings.mlflow_tracking_uri, settings.registry_timeout_s)
+def trained_until(versions: list[ModelVersion]) -> float | None:
+    """The logged time of the newest recent request any of `versions` trained on (None: none did)."""
+    stamps = []
+    for version in versions:
+        try:
+            stamps.append(float(version.tags.get(tag_names.TRAIN_RECENT_LAST_TS, "none")))
+        except ValueError:
+            continue
+    return max(stamps, default=None)
+
+
+def _alias(client: RegistryClient, settings: RetrainSettings, alias: str) -> ModelVersion | None:
     try:
-        champion = client.version_by_alias(settings.model_name, settings.champion_alias)
+        return client.version_by_alias(settings.model_name, alias)
     except AliasNotFound:
-        champion = None
+        return None
+
+
+def retrain(settings: RetrainSettings, request: RetrainRequested | None, message_id: str) -> RetrainOutcome:
+    """One retrain: train on recent + down-weighted base rows, register, judge both models out of time, gate."""
+    client = RegistryClient(settings.mlflow_tracking_uri, settings.registry_timeout_s)
+    champion = _alias(client, settings, settings.champion_alias)
     if request is not None and champion is not None and request.champion_version != champion.version:
         reason = (
             f"request was for v{request.champion_version}, which is not the champion (v{champion.version}): skipped"
@@ -99,43 +129,68 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
         return RetrainOutcome(
             status=RetrainResult.SKIPPED, reason=reason, message_id=message_id, champion_version=champion.version
         )
-
+    # every version is the champion or the (latest) challenger when it is registered: together they bound
+    # what any version trained on, and the out-of-time rows start after that
+    earlier = [v for v in (champion, _alias(client, settings, settings.challenger_alias)) if v is not None]
     base = data.load_dataset(settings.data_uri, settings.project)
-    recent = labelled_traffic(settings)
     parts = evaluation.assemble(
-        base, recent, settings.recent_holdout_fraction, settings.test_size, settings.random_state
+        base,
+        labelled_traffic(settings),
+        settings.oot_fraction,
+        trained_until(earlier),
+        settings.base_weight_share,
+        settings.test_size,
+        settings.random_state,
     )
-    model = pipeline.fit(parts.train, settings.max_iter, settings.random_state)
+    model = pipeline.fit(parts.train, settings.max_iter, settings.random_state, parts.weights)
     challenger = CompiledScorer(compile_pipeline(model))
-    challenger_metrics = evaluation.scorer_metrics(challenger, parts.evaluation)
-    challenger_recent = evaluation.scorer_metrics(challenger, parts.recent_holdout)
-    champion_metrics = champion_recent = None
+    challenger_oot = evaluation.scorer_metrics(challenger, parts.out_of_time)
+    challenger_base = evaluation.scorer_metrics(challenger, parts.base_check)
+    champion_oot = champion_base = None
+    brier_gain_se = 0.0
     if champion is not None:
         champion_scorer = CompiledScorer(client.scorer_artifact(champion))
-        champion_metrics = evaluation.scorer_metrics(champion_scorer, parts.evaluation)
-        champion_recent = evaluation.scorer_metrics(champion_scorer, parts.recent_holdout)
+        champion_oot = evaluation.scorer_metrics(champion_scorer, parts.out_of_time)
+        champion_base = evaluation.scorer_metrics(champion_scorer, parts.base_check)
+        brier_gain_se = evaluation.paired_brier_se(
+            data.target(parts.out_of_time).to_numpy(),
+            evaluation.probabilities(challenger, parts.out_of_time),
+            evaluation.probabilities(champion_scorer, parts.out_of_time),
+        )
     decision = gate.judge_challenger(
-        challenger_metrics["roc_auc"],
-        champion_metrics["roc_auc"] if champion_metrics else None,
-        settings.auc_floor,
-        settings.auc_tolerance,
+        challenger_oot,
+        champion_oot,
+        challenger_base,
+        champion_base,
+        gate.GatePolicy.from_settings(settings),
+        brier_gain_se,
     )
     tags = {
         **_lineage_tags(request, message_id, parts),
-        **_metric_tags(tag_names.CHALLENGER_EVAL_PREFIX, challenger_metrics),
-        **_metric_tags(tag_names.CHALLENGER_RECENT_PREFIX, challenger_recent),
-        **(_metric_tags(tag_names.CHAMPION_EVAL_PREFIX, champion_metrics) if champion_metrics else {}),
-        **(_metric_tags(tag_names.CHAMPION_RECENT_PREFIX, champion_recent) if champion_recent else {}),
+        **_metric_tags(tag_names.CHALLENGER_OOT_PREFIX, challenger_oot),
+        **_metric_tags(tag_names.CHALLENGER_BASE_PREFIX, challenger_base),
+        **(_metric_tags(tag_names.CHAMPION_OOT_PREFIX, champion_oot) if champion_oot else {}),
+        **(_metric_tags(tag_names.CHAMPION_BASE_PREFIX, champion_base) if champion_base else {}),
         tag_names.CHAMPION_VERSION: str(champion.version) if champion else "none",
         tag_names.GATE_DECISION: "promote" if decision.promote else "reject",
-        tag_names.GATE_REASON: decision.reason,
+        tag_names.GATE_REASON: decision.reason[:5000],
+        tag_names.GATE_CHECKS: decision.checks_tag(),
     }
+    # what the version is expected to reach in production (the monitor's performance rule reads these):
+    # the newest traffic when there is enough of it, else the base check set
+    judged_on = parts.out_of_time if len(parts.out_of_time) >= settings.min_oot_rows else parts.base_check
+    expected = pipeline.evaluate(model, judged_on)
     registered = register.register(
         settings,
         model,
         parts.train,
-        pipeline.evaluate(model, parts.evaluation),
-        {"recent_train_rows": len(parts.recent_train), "evaluation_rows": len(parts.evaluation)},
+        expected,
+        {
+            "recent_train_rows": len(parts.recent_train),
+            "oot_rows": len(parts.out_of_time),
+            "base_weight": parts.base_weight,
+            "metrics_on": "out_of_time" if judged_on is parts.out_of_time else "base_check",
+        },
         tags,
     )
     version = registered.version.version
@@ -153,10 +208,12 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
         message_id=message_id,
         version=version,
         champion_version=champion.version if champion else None,
-        challenger_metrics=challenger_metrics,
-        champion_metrics=champion_metrics,
-        challenger_recent=challenger_recent,
-        champion_recent=champion_recent,
+        gate_checks=decision.checks,
+        oot_cut_ts=parts.bounds()["oot_cut"],
+        challenger_oot=challenger_oot,
+        champion_oot=champion_oot,
+        challenger_base=challenger_base,
+        champion_base=champion_base,
     )
 
 

@@ -7,6 +7,11 @@ The monitor (called by the local scheduler) sees the drift and publishes a retra
 starts the retrain job; the gate compares challenger and champion on the same rows and promotes; the
 predict service, polled all along by a steady trickle of requests, switches to the new version without a
 restart. `run_loop` returns what happened, so the end-to-end test asserts on the same run a person watches.
+
+The second story (`churnflow demo --story outcome`): v1 is trained on every customer, the traffic keeps
+looking like them, but a segment's churn falls from 55 % to 10 %. No drift rule can see it; once the
+labels arrive the performance rule does, and the retrain on recent data is judged on the newest labelled
+requests (out of time). Each check line names the drift and performance rules that fired.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from math import nan
 from pathlib import Path
 
 import httpx
@@ -37,6 +44,10 @@ from churnflow.storage import gcs, layout
 from churnflow.storage.labels import LabelValidationError
 from churnflow.training import data
 from churnflow.training.register import run_training
+
+SEGMENT_STORY = "segment"
+OUTCOME_STORY = "outcome"
+SEGMENT = "month-to-month fibre-optic customers"
 
 
 class Timeline:
@@ -69,6 +80,7 @@ class LoopResult:
     predict_pid_after: int = 0
     loop_seconds: float | None = None
     urls: dict[str, str] = field(default_factory=dict)
+    retrain: RetrainOutcome | None = None
 
 
 def _describe(summary: CheckSummary | None) -> str:
@@ -78,16 +90,42 @@ def _describe(summary: CheckSummary | None) -> str:
     rules = ", ".join(summary.decision.rules_fired) if summary.decision and summary.decision.rules_fired else "none"
     text = (
         f"{summary.status.value.upper()} on {summary.window.valid_rows} rows of v{summary.champion_version}'s "
-        f"traffic ({share}; rules fired: {rules}); trigger: {summary.trigger.action}"
+        f"traffic ({share}; drift rules fired: {rules})"
     )
     if (known := summary.performance) is not None:
         auc = f"AUC {known.roc_auc:.3f}, " if known.roc_auc is not None else ""
-        text += f"; on {known.rows} labelled requests: {auc}accuracy {known.accuracy:.3f}"
-    return text
+        text += f"; on {known.rows} labelled requests: {auc}Brier {known.brier:.3f}"
+    if (verdict := summary.performance_decision) is not None:
+        fired = ", ".join(verdict.rules_fired) or ("none" if verdict.decided else "not decided")
+        text += f" (performance rules fired: {fired})"
+    return f"{text}; trigger: {summary.trigger.action}"
 
 
-def run_loop(local: LocalStackSettings, common: CommonSettings, timeline: Timeline) -> LoopResult:
-    """Run the closed loop on a stack described by `local`/`common` (started here, stopped by the caller)."""
+def _gate_lines(outcome: RetrainOutcome) -> list[str]:
+    """The gate's comparisons, challenger vs champion, as the timeline shows them."""
+    new, old = f"v{outcome.version}", f"v{outcome.champion_version}"
+    oot, champion_oot = outcome.challenger_oot or {}, outcome.champion_oot or {}
+    base, champion_base = outcome.challenger_base or {}, outcome.champion_base or {}
+    cut = datetime.fromtimestamp(outcome.oot_cut_ts, UTC).strftime("%H:%M:%S") if outcome.oot_cut_ts else "n/a"
+    checks = ", ".join(f"{name} {'pass' if ok else 'FAIL'}" for name, ok in (outcome.gate_checks or {}).items())
+    return [
+        f"Retrain job: challenger {new} vs champion {old} on {int(oot.get('rows', 0))} out-of-time rows "
+        f"(the newest labelled requests, logged from {cut} UTC on): AUC {champion_oot.get('roc_auc', nan):.4f} -> "
+        f"{oot.get('roc_auc', nan):.4f}, Brier {champion_oot.get('brier', nan):.4f} -> {oot.get('brier', nan):.4f}",
+        f"  and on {int(base.get('rows', 0))} base check rows: AUC {champion_base.get('roc_auc', nan):.4f} -> "
+        f"{base.get('roc_auc', nan):.4f}, Brier {champion_base.get('brier', nan):.4f} -> {base.get('brier', nan):.4f}",
+        f"  gate: {checks} -> {outcome.status.upper()} ({outcome.reason[:160]})",
+    ]
+
+
+def run_loop(
+    local: LocalStackSettings, common: CommonSettings, timeline: Timeline, story: str = SEGMENT_STORY
+) -> LoopResult:
+    """Run the closed loop on a stack described by `local`/`common` (started here, stopped by the caller).
+
+    `story`: SEGMENT_STORY (traffic shifts to a segment v1 barely saw; drift and labels) or OUTCOME_STORY
+    (the same customers, a segment's churn changes: only the performance rule can see it).
+    """
     say = timeline.say
     result = LoopResult()
     say("Starting the local stack: GCS emulator, Pub/Sub emulator, MLflow, predict, monitor, trigger, scheduler")
@@ -99,7 +137,7 @@ def run_loop(local: LocalStackSettings, common: CommonSettings, timeline: Timeli
         "drift reports": f"{urls['monitor']}/view_report",
     }
     with exported(info.env()):  # the in-process training and GCS reads talk to this stack
-        return _loop(local, common, timeline, info, result)
+        return _loop(local, common, timeline, info, result, story)
 
 
 @contextmanager
@@ -117,78 +155,43 @@ def exported(env: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _loop(
-    local: LocalStackSettings, common: CommonSettings, timeline: Timeline, info: stack.StackInfo, result: LoopResult
-) -> LoopResult:
-    say = timeline.say
-    urls = {name: record.url for name, record in info.services.items()}
-    say(f"Stack ready in {info.total_s:.1f}s; the scheduler calls the monitor every {local.schedule_every_s:g}s")
-
-    story = scenarios.under_represented_segment(data.load_dataset(), seed=0)
-    training_uri = layout.gs_uri(common.bucket, layout.TRAINING_DATA)
-    gcs.write_bytes(common.project, training_uri, story.base.to_csv(index=False).encode(), "text/csv")
-    segment = "month-to-month fibre-optic customers"
-    say(f"Training data: {len(story.base)} real customers, only 5% of the {segment} kept ({training_uri})")
-    train = TrainSettings(bucket=common.bucket, project=common.project, data_uri=training_uri)
-    first = run_training(train)
-    say(
-        f"Trained and registered {first.version.name} v{first.version.version} -> @champion "
-        f"(held-out accuracy {first.metrics['accuracy']:.3f}, ROC-AUC {first.metrics['roc_auc']:.3f})"
-    )
-
-    predict = urls["predict"]
-    wait_for(lambda: httpx.get(f"{predict}/ready", timeout=2).status_code == 200, 60, "predict to load v1")
-    result.predict_pid_before = info.services["predict"].pid
-    say(f"predict is serving v{httpx.get(f'{predict}/model', timeout=5).json()['version']} at {predict}")
-    prober = Prober(predict, scenarios.window(story.base, "in_distribution", 1000, seed=4).to_dict("records"))
-    prober.start()
-
-    scheduler = urls["scheduler"]
-    seen = len(httpx.get(scheduler, timeout=5).json()["calls"])
-    client = httpx.Client(timeout=30)
-    normal = scenarios.window(story.base, "in_distribution", 800, seed=1)
-    send(client, predict, normal)
-    say(f"Phase 1: {len(normal)} requests from customers like the training data")
-    summary = None
-    while summary is None or summary.status is CheckStatus.INSUFFICIENT_DATA:
-        summary, seen = next_check(scheduler, seen, 4 * local.schedule_every_s + 60)
-        say(f"Monitor check: {_describe(summary)}")
-        if summary is not None:
-            result.checks.append(summary)
-
-    others = scenarios.window(story.base, "in_distribution", 400, seed=2).assign(Churn=None)
-    shifted = pd.concat([story.unseen, others]).sample(frac=1.0, random_state=3).reset_index(drop=True)
-    ids = send(client, predict, shifted)
-    say(f"Phase 2: traffic shifts: {len(shifted)} requests, {len(story.unseen)} of them {segment}")
-    # outcomes become known for the new segment's customers (the others' are already in the training data)
-    labelled = {i: churn for i, churn in zip(ids, shifted[schema.TARGET], strict=True) if churn is not None}
+def _label(local: LocalStackSettings, common: CommonSettings, ids: list[str], churn: list[str | None]) -> str:
+    """Import the known outcomes of logged requests `ids` once their log has reached GCS; says what arrived."""
+    labelled = {i: outcome for i, outcome in zip(ids, churn, strict=True) if outcome is not None}
     settings = CommonSettings(bucket=common.bucket, project=common.project)
     labels_file = local.state_dir / "labels.csv"
-    rows = [f"{i},{churn},{pd.Timestamp.now(tz='UTC').isoformat()}" for i, churn in labelled.items()]
+    rows = [f"{i},{outcome},{pd.Timestamp.now(tz='UTC').isoformat()}" for i, outcome in labelled.items()]
     labels_file.write_text("request_id,churned,observed_at\n" + "\n".join(rows) + "\n")
     stored = wait_for(lambda: _import_once_logged(settings, labels_file), 30, "the request log to reach GCS", 0.5)
-    say(f"Labels arrive: {stored.labels} churn outcomes imported ({stored.uri})")
+    return f"Labels arrive: {stored.labels} churn outcomes imported ({stored.uri})"
 
-    drifted: CheckSummary | None = None
-    while drifted is None:
+
+def _checks_until(
+    until: Callable[[CheckSummary], bool],
+    scheduler: str,
+    seen: int,
+    local: LocalStackSettings,
+    timeline: Timeline,
+    result: LoopResult,
+) -> tuple[CheckSummary, int]:
+    """Follow the scheduler's monitor checks, telling each, until one satisfies `until`."""
+    while True:
         summary, seen = next_check(scheduler, seen, 4 * local.schedule_every_s + 60)
-        say(f"Monitor check: {_describe(summary)}")
+        timeline.say(f"Monitor check: {_describe(summary)}")
         if summary is not None:
             result.checks.append(summary)
-            if summary.status is CheckStatus.DRIFT:
-                drifted = summary
-    drift_seen_at = time.monotonic()
-    say(f"Drift report: {result.urls['drift reports']}?check={drifted.check_id}")
+            if until(summary):
+                return summary, seen
 
+
+def _retrain(common: CommonSettings, timeline: Timeline, result: LoopResult) -> RetrainState:
+    """Wait for the triggered retrain to finish and tell the gate's comparisons."""
     store = StateStore(common.project, common.bucket, common.model_name)
 
     def finished() -> RetrainState | None:
         state, _ = store.read()
-        return (
-            state
-            if state and state.status in (RetrainStatus.DONE, RetrainStatus.PROMOTED, RetrainStatus.FAILED)
-            else None
-        )
+        done = (RetrainStatus.DONE, RetrainStatus.PROMOTED, RetrainStatus.FAILED)
+        return state if state and state.status in done else None
 
     def run_record() -> RetrainOutcome | None:
         name = layout.run_record(state.request_id)
@@ -199,27 +202,94 @@ def _loop(
     outcome = wait_for(run_record, 30, "the retrain run record") if state.status is not RetrainStatus.FAILED else None
     result.retrain_status = state.status.value
     result.promoted_version = state.promoted_version
+    result.retrain = outcome
     result.job_runs = len(gcs.list_names(common.project, common.bucket, layout.RUN_RECORDS_PREFIX))
-    if outcome and outcome.challenger_metrics and outcome.champion_metrics:
-        challenger, champion = outcome.challenger_metrics, outcome.champion_metrics
-        say(
-            f"Retrain job: challenger v{outcome.version} AUC {challenger['roc_auc']:.4f} vs champion "
-            f"v{outcome.champion_version} {champion['roc_auc']:.4f} on the same {int(challenger['rows'])} rows "
-            f"-> {outcome.status.upper()} ({outcome.reason})"
-        )
-        if outcome.champion_recent and outcome.challenger_recent:
-            say(
-                f"On held-out rows of the new segment ({int(outcome.challenger_recent['rows'])} customers): "
-                f"AUC {outcome.champion_recent['roc_auc']:.4f} (v{outcome.champion_version}) -> "
-                f"{outcome.challenger_recent['roc_auc']:.4f} (v{outcome.version})"
-            )
+    if outcome and outcome.challenger_oot and outcome.champion_oot and outcome.challenger_base:
+        for line in _gate_lines(outcome):
+            timeline.say(line)
     else:
-        say(f"Retrain job ended {state.status.value}: {state.detail}")
+        timeline.say(f"Retrain job ended {state.status.value}: {state.detail}")
+    return state
+
+
+def _first_champion(common: CommonSettings, story: str, timeline: Timeline) -> pd.DataFrame:
+    """Train and register v1 as the story needs; returns the customers its traffic is drawn from."""
+    training_uri = layout.gs_uri(common.bucket, layout.TRAINING_DATA)
+    train = TrainSettings(bucket=common.bucket, project=common.project, data_uri=training_uri)
+    if story == SEGMENT_STORY:
+        rows = scenarios.under_represented_segment(data.load_dataset(), seed=0).base
+        told = f"only 5% of the {SEGMENT} kept"
+    else:
+        rows = data.load_dataset()
+        told = "the whole dataset"
+    gcs.write_bytes(common.project, training_uri, rows.to_csv(index=False).encode(), "text/csv")
+    timeline.say(f"Training data: {len(rows)} real customers, {told} ({training_uri})")
+    first = run_training(train)
+    timeline.say(
+        f"Trained and registered {first.version.name} v{first.version.version} -> @champion "
+        f"(held-out accuracy {first.metrics['accuracy']:.3f}, ROC-AUC {first.metrics['roc_auc']:.3f}, "
+        f"Brier {first.metrics['brier']:.3f})"
+    )
+    return rows
+
+
+def _loop(
+    local: LocalStackSettings,
+    common: CommonSettings,
+    timeline: Timeline,
+    info: stack.StackInfo,
+    result: LoopResult,
+    story: str,
+) -> LoopResult:
+    say = timeline.say
+    urls = {name: record.url for name, record in info.services.items()}
+    say(f"Stack ready in {info.total_s:.1f}s; the scheduler calls the monitor every {local.schedule_every_s:g}s")
+    customers = _first_champion(common, story, timeline)
+
+    predict = urls["predict"]
+    wait_for(lambda: httpx.get(f"{predict}/ready", timeout=2).status_code == 200, 60, "predict to load v1")
+    result.predict_pid_before = info.services["predict"].pid
+    say(f"predict is serving v{httpx.get(f'{predict}/model', timeout=5).json()['version']} at {predict}")
+    prober = Prober(predict, scenarios.window(customers, "in_distribution", 1000, seed=4).to_dict("records"))
+    prober.start()
+
+    scheduler = urls["scheduler"]
+    seen = len(httpx.get(scheduler, timeout=5).json()["calls"])
+    client = httpx.Client(timeout=30)
+    normal = scenarios.window(customers, "in_distribution", 800, seed=1)
+    send(client, predict, normal)
+    say(f"Phase 1: {len(normal)} requests from customers like the training data")
+    _, seen = _checks_until(
+        lambda s: s.status is not CheckStatus.INSUFFICIENT_DATA, scheduler, seen, local, timeline, result
+    )
+
+    if story == SEGMENT_STORY:
+        unseen = scenarios.under_represented_segment(data.load_dataset(), seed=0).unseen
+        others = scenarios.window(customers, "in_distribution", 400, seed=2).assign(Churn=None)
+        traffic = pd.concat([unseen, others]).sample(frac=1.0, random_state=3).reset_index(drop=True)
+        told = f"traffic shifts: {len(traffic)} requests, {len(unseen)} of them {SEGMENT}"
+    else:
+        traffic = scenarios.labelled_window(customers, "in_distribution", 2400, seed=2, outcome="fibre_churn_falls")
+        told = (
+            f"{len(traffic)} requests from the same kind of customers, but {SEGMENT} now churn at 10% "
+            "(55% before): the inputs do not move, the outcomes do"
+        )
+    ids = send(client, predict, traffic)
+    say(f"Phase 2: {told}")
+    # outcomes become known (in the segment story, for the new segment's customers only)
+    say(_label(local, common, ids, traffic[schema.TARGET].tolist()))
+    triggered, seen = _checks_until(lambda s: s.trigger.action == "published", scheduler, seen, local, timeline, result)
+    seen_at = time.monotonic()
+    say(
+        f"Retrain requested by rules {', '.join(triggered.retrain_rules)}; report: "
+        f"{result.urls['drift reports']}?check={triggered.check_id}"
+    )
+    state = _retrain(common, timeline, result)
     if state.promoted_version:
         wait_for(lambda: state.promoted_version in prober.versions, 60, "predict to serve the new champion")
-        result.loop_seconds = prober.first_seen[state.promoted_version] - drift_seen_at
+        result.loop_seconds = prober.first_seen[state.promoted_version] - seen_at
         say(
-            f"predict now serves v{state.promoted_version} (same process, no restart): drift visible -> new "
+            f"predict now serves v{state.promoted_version} (same process, no restart): retrain requested -> new "
             f"champion serving in {result.loop_seconds:.1f}s"
         )
     time.sleep(1.0)
@@ -253,7 +323,7 @@ def demo_settings() -> LocalStackSettings:
     )
 
 
-def main(keep: bool = False) -> int:
+def main(keep: bool = False, story: str = SEGMENT_STORY) -> int:
     """Entry point of `churnflow demo`: a fresh stack under .churnflow/demo, the loop, a summary."""
     logging.getLogger("mlflow").setLevel(
         logging.WARNING
@@ -263,7 +333,7 @@ def main(keep: bool = False) -> int:
     stack.down(local)
     shutil.rmtree(local.state_dir, ignore_errors=True)
     try:
-        result = run_loop(local, common, timeline)
+        result = run_loop(local, common, timeline, story)
     except stack.PrerequisiteMissing as error:
         print(f"churnflow demo: a prerequisite is missing: {error}")
         return 2

@@ -35,10 +35,22 @@ class Scenario:
     transform: Transform | None = None
 
 
-def _price_rise(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows.assign(
-        MonthlyCharges=(rows["MonthlyCharges"] * 1.2).round(2), TotalCharges=(rows["TotalCharges"] * 1.2).round(2)
-    )
+def price_change(factor: float) -> Transform:
+    """Both charge columns multiplied by `factor` (kept within the schema's ranges)."""
+
+    def change(rows: pd.DataFrame) -> pd.DataFrame:
+        charges = {}
+        for name in ("MonthlyCharges", "TotalCharges"):
+            feature = schema.FEATURES[schema.FEATURE_NAMES.index(name)]
+            assert isinstance(feature, schema.NumericFeature)
+            charges[name] = (rows[name] * factor).round(2).clip(upper=feature.maximum)
+        return rows.assign(**charges)
+
+    return change
+
+
+def _month_to_month_fibre(frame: pd.DataFrame) -> pd.Series[bool]:
+    return (frame["Contract"] == "Month-to-month") & (frame["InternetService"] == "Fiber optic")
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -49,7 +61,7 @@ SCENARIOS: dict[str, Scenario] = {
             "month_to_month_fibre",
             "45% of the window are month-to-month fibre-optic customers (30% in training).",
             drifted=True,
-            segment=lambda f: (f["Contract"] == "Month-to-month") & (f["InternetService"] == "Fiber optic"),
+            segment=_month_to_month_fibre,
             share=0.45,
         ),
         Scenario(
@@ -63,7 +75,7 @@ SCENARIOS: dict[str, Scenario] = {
             "price_rise",
             "Random real customers whose monthly and total charges are 20% higher: only two columns move.",
             drifted=True,
-            transform=_price_rise,
+            transform=price_change(1.2),
         ),
         Scenario(
             "gender_mix",
@@ -76,21 +88,91 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+@dataclass(frozen=True)
+class OutcomeChange:
+    """A change in who churns, with the customers (the inputs) unchanged: within `segment` (None: everyone)
+    each customer churns with probability `churn_rate`, or a `flip_share` of the labels is flipped (noise)."""
+
+    name: str
+    description: str
+    segment: Segment | None = None
+    churn_rate: float | None = None
+    flip_share: float = 0.0
+
+    def apply(self, rows: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        """`rows` (with Churn) with their outcomes changed as described."""
+        churned = (rows[schema.TARGET] == schema.TARGET_POSITIVE).to_numpy()
+        inside = np.ones(len(rows), bool) if self.segment is None else self.segment(rows).to_numpy()
+        if self.churn_rate is not None:
+            churned = np.where(inside, rng.random(len(rows)) < self.churn_rate, churned)
+        if self.flip_share:
+            churned = np.where(inside & (rng.random(len(rows)) < self.flip_share), ~churned, churned)
+        return rows.assign(**{schema.TARGET: np.where(churned, schema.TARGET_POSITIVE, "No")})
+
+
+OUTCOME_CHANGES: dict[str, OutcomeChange] = {
+    o.name: o
+    for o in (
+        OutcomeChange("unchanged", "Real outcomes."),
+        OutcomeChange(
+            "fibre_churn_falls",
+            "Month-to-month fibre-optic customers churn at 10% (55% in the data), e.g. after a network upgrade.",
+            _month_to_month_fibre,
+            churn_rate=0.10,
+        ),
+        OutcomeChange(
+            "echeck_churn_falls",
+            "Customers paying by electronic check churn at 20% (45% in the data).",
+            lambda f: f["PaymentMethod"] == "Electronic check",
+            churn_rate=0.20,
+        ),
+        OutcomeChange(
+            "seniors_churn_rises",
+            "Senior citizens churn at 60% (42% in the data).",
+            lambda f: f["SeniorCitizen"] == 1,
+            churn_rate=0.60,
+        ),
+        OutcomeChange(
+            "long_tenure_churn_rises",
+            "Customers of 4 years or more churn at 25% (10% in the data), e.g. a competitor's offer.",
+            lambda f: f["tenure"] >= 48,
+            churn_rate=0.25,
+        ),
+        OutcomeChange("label_noise_5", "5% of the labels flipped at random.", flip_share=0.05),
+        OutcomeChange("label_noise_15", "15% of the labels flipped at random.", flip_share=0.15),
+    )
+}
+
+
+def _draw(frame: pd.DataFrame, scenario: Scenario, rows: int, rng: np.random.Generator) -> pd.DataFrame:
+    from_segment = round(scenario.share * rows) if scenario.segment is not None else 0
+    picks = [rng.integers(0, len(frame), rows - from_segment)]
+    if from_segment and scenario.segment is not None:
+        members = np.flatnonzero(scenario.segment(frame).to_numpy())
+        picks.append(rng.choice(members, from_segment))
+    index = np.concatenate(picks)
+    rng.shuffle(index)
+    drawn = frame.iloc[index].reset_index(drop=True)
+    return scenario.transform(drawn) if scenario.transform is not None else drawn
+
+
 def window(frame: pd.DataFrame, scenario: Scenario | str, rows: int, seed: int) -> pd.DataFrame:
     """`rows` real customers (the 19 features) drawn from a cleaned `frame` as `scenario` says."""
     if isinstance(scenario, str):
         scenario = SCENARIOS[scenario]
-    rng = np.random.default_rng(seed)
     features = frame[list(schema.FEATURE_NAMES)].reset_index(drop=True)
-    from_segment = round(scenario.share * rows) if scenario.segment is not None else 0
-    picks = [rng.integers(0, len(features), rows - from_segment)]
-    if from_segment and scenario.segment is not None:
-        members = np.flatnonzero(scenario.segment(features).to_numpy())
-        picks.append(rng.choice(members, from_segment))
-    index = np.concatenate(picks)
-    rng.shuffle(index)
-    drawn = features.iloc[index].reset_index(drop=True)
-    return scenario.transform(drawn) if scenario.transform is not None else drawn
+    return _draw(features, scenario, rows, np.random.default_rng(seed))
+
+
+def labelled_window(
+    frame: pd.DataFrame, scenario: Scenario | str, rows: int, seed: int, outcome: OutcomeChange | str = "unchanged"
+) -> pd.DataFrame:
+    """Like `window`, with each customer's outcome (Churn) as `outcome` says."""
+    scenario = SCENARIOS[scenario] if isinstance(scenario, str) else scenario
+    outcome = OUTCOME_CHANGES[outcome] if isinstance(outcome, str) else outcome
+    rng = np.random.default_rng(seed)
+    rows_with_target = frame[[*schema.FEATURE_NAMES, schema.TARGET]].reset_index(drop=True)
+    return outcome.apply(_draw(rows_with_target, scenario, rows, rng), rng)
 
 
 def to_log_records(

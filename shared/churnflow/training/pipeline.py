@@ -52,9 +52,14 @@ def features(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[list(schema.FEATURE_NAMES)]
 
 
-def fit(train: pd.DataFrame, max_iter: int = 1000, random_state: int = 42) -> Pipeline:
-    """Fit the pipeline on a cleaned frame with a target."""
-    return build_pipeline(max_iter, random_state).fit(features(train), data.target(train))
+def fit(
+    train: pd.DataFrame, max_iter: int = 1000, random_state: int = 42, sample_weight: np.ndarray | None = None
+) -> Pipeline:
+    """Fit the pipeline on a cleaned frame with a target (rows weighted by `sample_weight` when given)."""
+    model = build_pipeline(max_iter, random_state)
+    if sample_weight is None:
+        return model.fit(features(train), data.target(train))
+    return model.fit(features(train), data.target(train), classifier__sample_weight=sample_weight)
 
 
 def evaluate(model: Pipeline, frame: pd.DataFrame, threshold: float = 0.5) -> dict[str, float]:
@@ -70,6 +75,9 @@ def evaluate(model: Pipeline, frame: pd.DataFrame, threshold: float = 0.5) -> di
         "f1": float(f1_score(y_true, y_pred, zero_division=0)),
         "log_loss": float(log_loss(y_true, proba, labels=[0, 1])),
         "brier": float(brier_score_loss(y_true, proba)),
+        "brier_se": float(np.std((y_true - proba) ** 2, ddof=1) / np.sqrt(len(y_true))) if len(y_true) > 1 else 0.0,
+        "rows": float(len(y_true)),
+        "churn_rate": float(y_true.mean()),
     }
 
 

@@ -16,7 +16,10 @@ IMPORTANCE = {name: 0.3 for name in schema.FEATURE_NAMES} | {
     "Contract": 1.3,
     "gender": 0.02,
 }
-POLICY = DriftPolicy(drift_share=0.5, importance_share=0.25, prediction_threshold=0.2, noise_factor=4.0)
+# No persistence margin: each rule fires as soon as it is over its bar (persistence is tested on its own).
+POLICY = DriftPolicy(
+    drift_share=0.5, importance_share=0.25, prediction_threshold=0.2, noise_factor=4.0, persistence_margin=0.0
+)
 
 
 def result(scores, prediction=0.02, rows=5000, reference=5634):
@@ -69,7 +72,7 @@ def test_evidently_share_rule_fires_on_half_the_columns():
 def test_shift_confined_to_the_charges_is_drift_by_importance():
     decision = assess_drift(result({"MonthlyCharges": 0.4, "TotalCharges": 0.2}), IMPORTANCE, POLICY)
     shares = importance_shares(IMPORTANCE)
-    assert decision.rules_fired == (Rule.IMPORTANCE,)
+    assert decision.rules_fired == (Rule.IMPORTANCE, Rule.FEATURE)
     assert decision.importance_drift_share == pytest.approx(shares["MonthlyCharges"] + shares["TotalCharges"])
     assert decision.counted_columns == ("MonthlyCharges", "TotalCharges")
     assert "importance: drifted features MonthlyCharges, TotalCharges carry 0.30 of the champion" in decision.reason
@@ -91,7 +94,7 @@ def test_several_rules_are_all_named_in_order():
     decision = assess_drift(
         result({name: 0.3 for name in schema.FEATURE_NAMES[:12]}, prediction=0.5), IMPORTANCE, POLICY
     )
-    assert decision.rules_fired == (Rule.SHARE, Rule.IMPORTANCE, Rule.PREDICTION)
+    assert decision.rules_fired == (Rule.SHARE, Rule.IMPORTANCE, Rule.FEATURE, Rule.PREDICTION)
 
 
 def test_noise_floor_shrinks_with_the_window():
@@ -105,7 +108,7 @@ def test_small_window_noise_does_not_fire_the_model_aware_rules():
     small = assess_drift(result(noisy, prediction=0.19, rows=300), IMPORTANCE, POLICY)
     assert not small.drifted and small.counted_columns == () and small.noise_floor > 0.2
     large = assess_drift(result(noisy, prediction=0.19, rows=20_000), IMPORTANCE, POLICY)
-    assert large.rules_fired == (Rule.IMPORTANCE,)
+    assert large.rules_fired == (Rule.IMPORTANCE, Rule.FEATURE)
 
 
 def test_prediction_bar_is_raised_to_the_noise_floor():
@@ -114,7 +117,9 @@ def test_prediction_bar_is_raised_to_the_noise_floor():
 
 
 def test_thresholds_come_from_the_policy():
-    strict = DriftPolicy(drift_share=0.5, importance_share=0.9, prediction_threshold=0.6, noise_factor=4.0)
+    strict = DriftPolicy(
+        drift_share=0.5, importance_share=0.9, prediction_threshold=0.6, noise_factor=4.0, feature_share=0.5
+    )
     decision = assess_drift(result({"MonthlyCharges": 0.4, "TotalCharges": 0.2}, prediction=0.35), IMPORTANCE, strict)
     assert not decision.drifted
 
@@ -123,4 +128,36 @@ def test_policy_from_settings():
     from churnflow.settings import MonitorSettings
 
     settings = MonitorSettings(importance_share=0.3, prediction_threshold=0.25, noise_factor=3.0)
-    assert DriftPolicy.from_settings(settings) == DriftPolicy(0.5, 0.3, 0.25, 3.0)
+    assert DriftPolicy.from_settings(settings) == DriftPolicy(0.5, 0.3, 0.25, 3.0, 0.03, 0.25)
+
+
+# Weights of a fit that put little on MonthlyCharges (0.04 of the importance), as some fits do.
+LIGHT_CHARGES = IMPORTANCE | {"MonthlyCharges": 0.6, "TotalCharges": 1.0}
+
+
+def test_a_price_change_is_drift_whatever_weight_the_fit_gave_the_charges():
+    price = {"MonthlyCharges": 0.33, "TotalCharges": 0.14}
+    light = assess_drift(result(price), LIGHT_CHARGES, POLICY)
+    assert importance_shares(LIGHT_CHARGES)["MonthlyCharges"] < 0.05 and light.importance_drift_share < 0.25
+    assert light.rules_fired == (Rule.FEATURE,)
+    assert "feature: strongest shift in a feature the champion uses: MonthlyCharges 0.330" in light.reason
+    assert assess_drift(result(price), IMPORTANCE, POLICY).drifted
+
+
+def test_the_feature_rule_ignores_features_the_champion_barely_uses_and_sampling_noise():
+    assert not assess_drift(result({"gender": 0.6}), IMPORTANCE, POLICY).drifted  # gender carries < 0.01
+    assert not assess_drift(result({"MonthlyCharges": 0.2}, rows=300), IMPORTANCE, POLICY).drifted  # floor 0.24
+
+
+def test_a_rule_just_over_its_bar_waits_for_a_second_window():
+    persistent = DriftPolicy(persistence_margin=0.25)
+    near = result({}, prediction=0.22)  # 1.1 × the prediction bar: over it, but by less than the margin
+    first = assess_drift(near, IMPORTANCE, persistent)
+    assert not first.drifted and first.rules_over_bar == (Rule.PREDICTION,) and first.rules_held == (Rule.PREDICTION,)
+    assert "held for persistence" in first.reason
+    second = assess_drift(near, IMPORTANCE, persistent, previous_over_bar=frozenset(first.rules_over_bar))
+    assert second.rules_fired == (Rule.PREDICTION,) and second.rules_held == ()
+    clear = assess_drift(result({}, prediction=0.26), IMPORTANCE, persistent)  # 1.3 × the bar: at once
+    assert clear.rules_fired == (Rule.PREDICTION,)
+    back = assess_drift(result({}), IMPORTANCE, persistent, previous_over_bar=frozenset({Rule.PREDICTION}))
+    assert not back.drifted and back.rules_over_bar == ()

@@ -77,6 +77,7 @@ def counts(con, query):
         int(row["positive_rank_sum_x2"]),
         0,
         0,
+        float(row["sum_fourth_power_error"]),
     )
 
 
@@ -95,6 +96,7 @@ def test_performance_matches_a_hand_computation_and_sklearn_with_ties():
     assert got.correct == int(((p >= 0.5).astype(int) == y).sum())
     assert got.sum_probability == pytest.approx(p.sum())
     assert got.sum_squared_error == pytest.approx(((p - y) ** 2).sum())
+    assert got.sum_fourth_power_error == pytest.approx(((p - y) ** 4).sum())
 
 
 def test_performance_reads_only_its_window():

@@ -18,13 +18,13 @@ def test_the_run_record_is_valid_json_and_reads_back_as_the_same_type():
         message_id="123",
         version=4,
         champion_version=3,
-        challenger_metrics={"roc_auc": 0.61, "rows": 900.0},
-        challenger_recent={"roc_auc": math.nan, "rows": 12.0},  # one class only: AUC undefined
+        challenger_base={"roc_auc": 0.61, "rows": 900.0},
+        challenger_oot={"roc_auc": math.nan, "rows": 12.0},  # one class only: AUC undefined
         finished_at=datetime(2026, 11, 5, 12, tzinfo=UTC),
     )
     stored = outcome.model_dump_json()
     raw = json.loads(stored, parse_constant=refuse)
-    assert raw["status"] == "rejected" and raw["challenger_recent"]["roc_auc"] is None
+    assert raw["status"] == "rejected" and raw["challenger_oot"]["roc_auc"] is None
     back = RetrainOutcome.model_validate_json(stored)
-    assert back.status is RetrainResult.REJECTED and math.isnan(back.challenger_recent["roc_auc"])
-    assert back.model_copy(update={"challenger_recent": None}) == outcome.model_copy(update={"challenger_recent": None})
+    assert back.status is RetrainResult.REJECTED and math.isnan(back.challenger_oot["roc_auc"])
+    assert back.model_copy(update={"challenger_oot": None}) == outcome.model_copy(update={"challenger_oot": None})

@@ -1,0 +1,159 @@
+"""The performance rule: is the champion worse on labelled requests than it was expected to be? (pure)
+
+The expectation is the champion's own held-out metrics at registration (`metric.roc_auc`,
+`metric.brier` version tags). Each test compares a confidence bound, at `confidence` one-sided and at
+the number of labels, with the expectation minus a margin, so that the label noise of a normal window
+does not fire it. The expectation was itself measured on a finite held-out set (`metric.rows`): where
+its size is known, its standard error joins the window's (the two are independent).
+
+- `labelled_auc`: AUC + z·SE < expected AUC − `auc_margin`, with SE from Hanley & McNeil (1982) at the
+  window's (and the held-out set's) numbers of churners and non-churners.
+- `labelled_calibration`: |mean predicted − observed churn| > `calibration_margin` + z·√(p̄(1−p̄)/n):
+  under a calibrated model the observed rate is a mean of Bernoulli(p_i) with variance
+  Σp_i(1−p_i)/n² ≤ p̄(1−p̄)/n (concavity), so the bound holds whatever the spread of the p_i.
+- `labelled_brier`: Brier − z·SE > expected Brier + `brier_margin`, SE² = Var(squared error)/n plus the
+  expected Brier's SE² (`metric.brier_se`). Without those sums, the bound uses that each squared error
+  lies in [0, 1], so its variance is at most its mean, the Brier score.
+
+Fewer than `min_labels` labelled requests decide nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+from churnflow.monitoring.models import ExpectedQuality, LabelledPerformance, PerformanceDecision, PerformanceRule
+from churnflow.outcomes.labelled import PerformanceCounts
+from churnflow.settings import MonitorSettings
+
+
+@dataclass(frozen=True)
+class PerformancePolicy:
+    """The rule's thresholds (see the module docstring)."""
+
+    min_labels: int = 1000
+    confidence: float = 0.995
+    auc_margin: float = 0.0
+    calibration_margin: float = 0.02
+    brier_margin: float = 0.01
+
+    @classmethod
+    def from_settings(cls, settings: MonitorSettings) -> PerformancePolicy:
+        """The performance policy of the monitor's settings."""
+        return cls(
+            settings.performance_min_labels,
+            settings.performance_confidence,
+            settings.performance_auc_margin,
+            settings.performance_calibration_margin,
+            settings.performance_brier_margin,
+        )
+
+    @property
+    def z(self) -> float:
+        """The one-sided normal quantile of `confidence`."""
+        return NormalDist().inv_cdf(self.confidence)
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley–McNeil standard error of an ROC AUC measured on `positives` and `negatives` rows."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives
+    )
+    return math.sqrt(max(variance, 0.0))
+
+
+def assess_performance(
+    known: LabelledPerformance, expected: ExpectedQuality, policy: PerformancePolicy
+) -> PerformanceDecision:
+    """Apply the three tests to the champion's labelled performance."""
+    z = policy.z
+    if known.rows < policy.min_labels:
+        reason = f"{known.rows} labelled requests, fewer than the {policy.min_labels} the performance rule needs"
+        return PerformanceDecision(decided=False, degraded=False, rules_fired=(), reason=reason, labels=known.rows, z=z)
+    checks: dict[PerformanceRule, tuple[bool, str]] = {}
+    auc_bound = brier_bound = None
+    if known.roc_auc is not None and expected.roc_auc is not None:
+        positives = round(known.churn_rate * known.rows)
+        variance = auc_standard_error(known.roc_auc, positives, known.rows - positives) ** 2
+        if expected.rows and expected.churn_rate:
+            held_out = round(expected.churn_rate * expected.rows)
+            if 0 < held_out < expected.rows:
+                variance += auc_standard_error(expected.roc_auc, held_out, expected.rows - held_out) ** 2
+        auc_bound = known.roc_auc + z * math.sqrt(variance)
+        bar = expected.roc_auc - policy.auc_margin
+        checks[PerformanceRule.AUC] = (
+            auc_bound < bar,
+            f"labelled AUC {known.roc_auc:.3f} (upper bound {auc_bound:.3f}) vs expected "
+            f"{expected.roc_auc:.3f} − margin {policy.auc_margin:.3f} = {bar:.3f}",
+        )
+    gap = calibration_bound = None
+    if known.mean_probability is not None:
+        mean = known.mean_probability
+        gap = mean - known.churn_rate
+        calibration_bound = policy.calibration_margin + z * math.sqrt(mean * (1 - mean) / known.rows)
+        checks[PerformanceRule.CALIBRATION] = (
+            abs(gap) > calibration_bound,
+            f"mean predicted churn {mean:.3f} vs observed {known.churn_rate:.3f} (gap {gap:+.3f}, "
+            f"bound ±{calibration_bound:.3f})",
+        )
+    if known.brier is not None and expected.brier is not None:
+        spread = known.brier_variance if known.brier_variance is not None else known.brier
+        variance = spread / known.rows
+        if expected.brier_se is not None:
+            variance += expected.brier_se**2
+        elif expected.rows:
+            variance += expected.brier / expected.rows
+        brier_bound = known.brier - z * math.sqrt(variance)
+        bar = expected.brier + policy.brier_margin
+        checks[PerformanceRule.BRIER] = (
+            brier_bound > bar,
+            f"labelled Brier {known.brier:.4f} (lower bound {brier_bound:.4f}) vs expected "
+            f"{expected.brier:.4f} + margin {policy.brier_margin:.4f} = {bar:.4f}",
+        )
+    fired = tuple(rule for rule, (hit, _) in checks.items() if hit)
+    where = f"on {known.rows} labelled requests at {policy.confidence:.1%} confidence"
+    if fired:
+        reason = f"{where}: " + "; ".join(f"{rule}: {checks[rule][1]}" for rule in fired)
+    else:
+        reason = f"no performance rule fired {where}: " + "; ".join(
+            f"{rule}: {text}" for rule, (_, text) in checks.items()
+        )
+    return PerformanceDecision(
+        decided=bool(checks),
+        degraded=bool(fired),
+        rules_fired=fired,
+        reason=reason,
+        labels=known.rows,
+        z=z,
+        expected_auc=expected.roc_auc,
+        auc_upper_bound=auc_bound,
+        calibration_gap=gap,
+        calibration_bound=calibration_bound,
+        expected_brier=expected.brier,
+        brier_lower_bound=brier_bound,
+    )
+
+
+def counts_of(churned: np.ndarray, probability: np.ndarray, threshold: float = 0.5) -> PerformanceCounts:
+    """The sums the engine's performance query returns, computed in memory (benchmarks and model tests)."""
+    y = np.asarray(churned, dtype=int)
+    p = np.asarray(probability, dtype=float)
+    _, inverse, tied = np.unique(p, return_inverse=True, return_counts=True)
+    below = np.concatenate([[0], np.cumsum(tied)[:-1]])
+    ranks_x2 = 2 * below[inverse] + tied[inverse] + 1  # twice the average rank of each row's tie group
+    return PerformanceCounts(
+        n=len(y),
+        positives=int(y.sum()),
+        correct=int(((p >= threshold).astype(int) == y).sum()),
+        sum_probability=float(p.sum()),
+        sum_squared_error=float(((y - p) ** 2).sum()),
+        positive_rank_sum_x2=int(ranks_x2[y == 1].sum()),
+        unreadable_rows=0,
+        skipped_objects=0,
+        sum_fourth_power_error=float(((y - p) ** 4).sum()),
+    )
