@@ -6,13 +6,13 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from tests.unit.serving.test_app import OneVersionRegistry, Store
 
 from churnflow.core import schema
 from churnflow.logs import TRACE, CloudJsonFormatter
 from churnflow.serving import create_app
 from churnflow.settings import PredictSettings
 from churnflow.training import compiler
-from tests.unit.serving.test_app import OneVersionRegistry, Store
 
 EXAMPLE = schema.EXAMPLE_CUSTOMER
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -47,7 +47,7 @@ def client(artifact, tmp_path):
 
 
 def known_traffic(http: TestClient) -> None:
-    """3 single predictions (hot path), 2 batches of 4 and 1, 1 invalid body (422), 1 text body (415), 2 unknown paths."""
+    """3 single predictions (hot path), batches of 4 and 1, an invalid body (422), a text body (415), 2 unknown paths."""
     for _ in range(3):
         assert http.post("/predict", json=EXAMPLE).status_code == 200
     assert http.post("/predict/batch", json={"customers": [EXAMPLE] * 4}).status_code == 200
