@@ -47,7 +47,7 @@ def client(artifact, tmp_path):
 
 
 def known_traffic(http: TestClient) -> None:
-    """3 single predictions (hot path), batches of 4 and 1, an invalid body (422), a text body (415), 2 unknown paths."""
+    """3 single predictions (hot path), batches of 4 and 1, a bad body (422), a text body (415), 2 unknown paths."""
     for _ in range(3):
         assert http.post("/predict", json=EXAMPLE).status_code == 200
     assert http.post("/predict/batch", json={"customers": [EXAMPLE] * 4}).status_code == 200
