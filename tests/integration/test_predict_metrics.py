@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from churnflow.core import schema
 from churnflow.settings import REPO_ROOT
-from tests.conftest import free_ports
+from conftest import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -12,7 +12,7 @@ from churnflow.monitoring.models import CheckStatus
 from churnflow.monitoring.reports import IndexEntry, ReportIndex
 from churnflow.monitoring.views import index_page
 from churnflow.settings import REPO_ROOT
-from tests.unit.monitoring.test_metrics import summary
+from unit.monitoring.test_metrics import summary
 
 T0 = datetime(2026, 11, 5, 12, tzinfo=UTC)
 

@@ -6,13 +6,13 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from tests.unit.serving.test_app import OneVersionRegistry, Store
 
 from churnflow.core import schema
 from churnflow.logs import TRACE, CloudJsonFormatter
 from churnflow.serving import create_app
 from churnflow.settings import PredictSettings
 from churnflow.training import compiler
+from unit.serving.test_app import OneVersionRegistry, Store
 
 EXAMPLE = schema.EXAMPLE_CUSTOMER
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
