@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from churnflow import __version__
@@ -118,7 +119,8 @@ def create_app(
     token = [Depends(require_token)] if services.auth_required else []
     for router in (service, docs, predictions):
         app.include_router(router, dependencies=token)
-    services.metrics.serve_routes({route.path for r in (probes, service, docs, predictions) for route in r.routes})
+    routers = (probes, service, docs, predictions)
+    services.metrics.serve_routes({route.path for r in routers for route in r.routes if isinstance(route, APIRoute)})
     return app
 
 

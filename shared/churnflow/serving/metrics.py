@@ -28,7 +28,7 @@ NO_MODEL = "none"
 _Observe = Callable[[float], None]
 
 # no `_created` series: each would be one more time series to store (and pay for) per labelled child
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class PredictMetrics:
