@@ -11,7 +11,11 @@ worker pinned to the same core, `wrk` pinned to the other, single-row POSTs, mea
   after_traced   this tree, every request carrying a `traceparent` header, as Cloud Run sends one
                  (the trace context is parsed and bound to the request's log lines)
 
-Also the time of one scrape of `/metrics` after the load. The last line printed is one JSON object.
+Also the time of one scrape of `/metrics` after the load, and the same A/B without sockets or
+wrk: each build's ASGI app driven in-process (`--asgi-requests` single-row POSTs per round, the
+fastest of `--asgi-rounds` rounds, each build in its own process pinned to the server core, the
+builds alternating), which gives the CPU cost per request in microseconds: a figure a busy, shared
+machine disturbs far less than req/s. The last line printed is one JSON object.
 """
 
 import argparse
@@ -43,6 +47,57 @@ def remove_tree(tree: Path) -> None:
     subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
 
 
+ASGI_DRIVER = """
+import asyncio, json, sys, time
+from churnflow.core import schema
+from churnflow.serving import create_app
+
+requests, rounds, traced = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+body = json.dumps(dict(schema.EXAMPLE_CUSTOMER)).encode()
+headers = [(b"host", b"bench"), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+if traced:
+    headers.append((b"traceparent", b"TRACEPARENT_VALUE"))
+scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+         "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "", "headers": headers,
+         "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080)}
+message = {"type": "http.request", "body": body, "more_body": False}
+statuses = []
+
+async def receive():
+    return message
+
+async def send(sent):
+    if sent["type"] == "http.response.start":
+        statuses.append(sent["status"])
+
+async def main():
+    app = create_app()
+    async with app.router.lifespan_context(app):
+        best = float("inf")
+        for _ in range(rounds):
+            began = time.perf_counter()
+            for _ in range(requests):
+                await app(dict(scope), receive, send)
+            best = min(best, (time.perf_counter() - began) / requests)
+    assert set(statuses) == {200}, set(statuses)
+    print(best * 1e6)
+
+asyncio.run(main())
+"""
+
+
+def asgi_cost_us(root: Path, core: int, requests: int, rounds: int, traced: bool, spool: Path) -> float:
+    """Microseconds per single-row POST /predict of the build under `root`, driven in-process (best round)."""
+    env = {**os.environ, "PYTHONPATH": str(root / "shared"), "CHURNFLOW_SPOOL_DIR": str(spool)}
+    command = ["taskset", "-c", str(core), sys.executable, "-c", ASGI_DRIVER.replace("TRACEPARENT_VALUE", TRACEPARENT)]
+    result = subprocess.run(
+        [*command, str(requests), str(rounds), "1" if traced else "0"], env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"ASGI driver failed under {root}:\n{result.stderr[-3000:]}")
+    return float(result.stdout.strip().splitlines()[-1])
+
+
 def scrape_ms(port: int, repeats: int = 20) -> float:
     """Median time of one GET /metrics, in ms."""
     times = []
@@ -64,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     parser.add_argument("--use-env", action="store_true", help="use the stack in the environment, start none")
+    parser.add_argument("--asgi-requests", type=int, default=5000, help="in-process requests per round")
+    parser.add_argument("--asgi-rounds", type=int, default=10, help="in-process rounds per process (best kept)")
+    parser.add_argument("--asgi-processes", type=int, default=4, help="in-process runs per build, alternating")
+    parser.add_argument("--skip-wrk", action="store_true", help="only the in-process A/B")
     args = parser.parse_args(argv)
     for tool in ("wrk", "taskset", "git"):
         if shutil.which(tool) is None:
@@ -99,7 +158,18 @@ def main(argv: list[str] | None = None) -> int:
     scripts["before"].write_text(plain)
     scripts["after_traced"].write_text(plain + f'wrk.headers["traceparent"] = "{TRACEPARENT}"\n')
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in scripts}
+    asgi: dict[str, list[float]] = {"before": [], "after": [], "after_traced": []}
+    scrape = float("nan")
     try:
+        builds = {"before": (tree, False), "after": (REPO, False), "after_traced": (REPO, True)}
+        for run in range(args.asgi_processes):
+            for name, (root, traced) in builds.items():
+                cost = asgi_cost_us(root, args.server_core, args.asgi_requests, args.asgi_rounds, traced,
+                                    work / f"asgi-spool-{name}")  # fmt: skip
+                asgi[name].append(cost)
+                print(f"in-process {run + 1} {name:<13} {cost:.2f} us/request", file=sys.stderr)
+        if args.skip_wrk:
+            return _report(ref, runs, asgi, scrape, args)
         for variant in (before, after):
             variant.process = spawn(variant, args.server_core, work)
         for variant in (before, after):
@@ -120,6 +190,31 @@ def main(argv: list[str] | None = None) -> int:
         remove_tree(tree)
         if started_stack:
             stack.down(LocalStackSettings())
+    return _report(ref, runs, asgi, scrape, args)
+
+
+def _report(
+    ref: str,
+    runs: dict[str, list[dict[str, float]]],
+    asgi: dict[str, list[float]],
+    scrape: float,
+    args: argparse.Namespace,
+) -> int:
+    best = {name: min(costs) for name, costs in asgi.items()}
+    print(f"\nin-process, best of {args.asgi_processes} x {args.asgi_rounds} rounds of {args.asgi_requests}:",
+          file=sys.stderr)  # fmt: skip
+    for name, cost in best.items():
+        print(f"{name:<14} {cost:>8.2f} us/request  {cost - best['before']:+.2f} us", file=sys.stderr)
+    asgi_report = {
+        **{f"asgi_us_{name}": round(cost, 2) for name, cost in best.items()},
+        "asgi_added_us": round(best["after"] - best["before"], 2),
+        "asgi_added_us_traced": round(best["after_traced"] - best["before"], 2),
+        "asgi_ratio": round(best["before"] / best["after"], 3),
+        "asgi_runs_us": {name: [round(c, 2) for c in costs] for name, costs in asgi.items()},
+    }
+    if not runs["before"]:
+        print(json.dumps({"baseline_ref": ref, **asgi_report, "load_1min": round(os.getloadavg()[0], 2)}))
+        return 0
 
     def median(name: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[name])
@@ -141,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "errors": {name: int(sum(run["errors"] for run in runs[name])) for name in runs},
         "scrape_ms": round(scrape, 2),
+        **asgi_report,
         "load_1min": round(os.getloadavg()[0], 2),
         "setup": {"duration_s": args.duration, "reps": args.reps, "connections": args.connections},
     }

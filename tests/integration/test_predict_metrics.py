@@ -96,3 +96,4 @@ def test_metrics_after_known_traffic_and_every_log_line_is_json(predict_process)
     started = [p for p in parsed if p["logger"] == "uvicorn.error" and "startup complete" in p["message"]]
     assert started and started[0]["severity"] == "INFO"
     assert any(p["logger"] == "churnflow.serving.holder" and p["message"].startswith("serving churn") for p in parsed)
+    assert not [p for p in parsed if p["logger"] == "uvicorn.access"]  # --no-access-log stays in force

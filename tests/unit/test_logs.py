@@ -110,3 +110,18 @@ def test_uvicorn_and_the_functions_framework_loggers_go_through_the_json_handler
 
     assert [json.loads(line)["message"] for line in lines] == ["boom", "GET /view_report 200"]
     assert json.loads(lines[0])["severity"] == "ERROR" and json.loads(lines[0])["logger"] == "uvicorn.error"
+
+
+def test_a_server_logger_switched_off_stays_off(monkeypatch):
+    """uvicorn --no-access-log: `uvicorn.access` has no handler and does not propagate; uvicorn then writes
+    no access line (it asks `hasHandlers()`), which must stay so after configure_logging."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    access = logging.getLogger("uvicorn.access")
+    monkeypatch.setattr(access, "handlers", [])
+    monkeypatch.setattr(access, "propagate", False)
+    try:
+        logs.configure_logging("INFO")
+        assert not access.hasHandlers()
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
