@@ -2,7 +2,7 @@
 
 python-json-logger formats each record: `severity`, `message`, `logger`, `time`, the record's `extra`
 fields and its exception. The request being served (`bind_request`, a context variable) adds its
-`request_id` and, when the request carried `X-Cloud-Trace-Context` or `traceparent`, the trace
+`request_id` and, when the request carried `traceparent` or `X-Cloud-Trace-Context`, the trace
 fields Cloud Logging groups a request's lines by (`logging.googleapis.com/trace` as
 `projects/P/traces/T`, `spanId`, `trace_sampled`). uvicorn's and the functions framework's own
 loggers go through the same handler, so no plain-text line (`ERROR:    boom`) is left.
@@ -16,7 +16,7 @@ import sys
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pythonjsonlogger.orjson import OrjsonFormatter
 
@@ -64,12 +64,19 @@ def parse_traceparent(value: str) -> TraceContext | None:
     return TraceContext(trace_id, span_id, bool(int(flags, 16) & 1))
 
 
-@dataclass(frozen=True, slots=True)
-class RequestContext:
-    """What the log lines written while serving one request carry."""
+class RequestContext(NamedTuple):
+    """What the log lines written while serving one request carry: its id, and its trace headers as
+    received, parsed only when a line is written (a request that logs nothing pays nothing for them)."""
 
     request_id: str
-    trace: TraceContext | None = None
+    traceparent: bytes | None = None
+    cloud_trace: bytes | None = None
+
+    def trace(self) -> TraceContext | None:
+        """The request's trace: `traceparent` if valid, else `X-Cloud-Trace-Context` if valid."""
+        if self.traceparent is not None and (parent := parse_traceparent(self.traceparent.decode("latin-1"))):
+            return parent
+        return parse_cloud_trace(self.cloud_trace.decode("latin-1")) if self.cloud_trace is not None else None
 
 
 _request: ContextVar[RequestContext | None] = ContextVar("churnflow_request", default=None)
@@ -112,7 +119,7 @@ class CloudJsonFormatter(OrjsonFormatter):
         if context is None:
             return
         log_data.setdefault("request_id", context.request_id)
-        trace = context.trace
+        trace = context.trace()
         if trace is not None:
             log_data[TRACE] = f"projects/{self.project}/traces/{trace.trace_id}" if self.project else trace.trace_id
             if trace.span_id is not None:

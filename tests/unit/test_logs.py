@@ -20,7 +20,7 @@ def record(message: str, level: int = logging.WARNING, **extra: object) -> loggi
 
 
 def test_golden_line_with_the_trace_fields_cloud_logging_correlates():
-    context = RequestContext("9f2c", parse_cloud_trace(f"{TRACE_ID}/1234;o=1"))
+    context = RequestContext("9f2c", cloud_trace=f"{TRACE_ID}/1234;o=1".encode())
     token = logs.bind_request(context)
     try:
         line = CloudJsonFormatter(project="proj-x").format(record("upload failed", rows=3))
@@ -83,8 +83,19 @@ def test_traceparent_is_parsed_or_ignored(header, expected):
     assert parse_traceparent(header) == expected
 
 
+def test_traceparent_wins_over_x_cloud_trace_context_unless_it_is_malformed():
+    parent = f"00-{TRACE_ID}-b7ad6b7169203331-01".encode()
+    other = b"0af7651916cd43dd8448eb211c80319c/1;o=0"
+    assert RequestContext("r", parent, other).trace() == TraceContext(TRACE_ID, "b7ad6b7169203331", True)
+    assert RequestContext("r", b"00-bad", other).trace() == TraceContext(
+        "0af7651916cd43dd8448eb211c80319c", "0000000000000001", False
+    )
+    assert RequestContext("r", b"00-bad", b"\xff\xfe").trace() is None
+    assert RequestContext("r").trace() is None
+
+
 def test_without_a_project_the_trace_is_the_bare_id():
-    token = logs.bind_request(RequestContext("r1", TraceContext(TRACE_ID, None, False)))
+    token = logs.bind_request(RequestContext("r1", cloud_trace=TRACE_ID.encode()))
     try:
         parsed = json.loads(CloudJsonFormatter().format(record("x")))
     finally:

@@ -13,14 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from churnflow import __version__
-from churnflow.logs import (
-    RequestContext,
-    TraceContext,
-    bind_request,
-    parse_cloud_trace,
-    parse_traceparent,
-    unbind_request,
-)
+from churnflow.logs import RequestContext, bind_request, unbind_request
 from churnflow.registry.read import RegistryClient
 from churnflow.serving.dependencies import require_token
 from churnflow.serving.guard import validation_errors
@@ -63,7 +56,7 @@ class PredictApp(FastAPI):
                 message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
-        token = bind_request(RequestContext(request_id, _trace(scope["headers"])))
+        token = bind_request(_context(request_id, scope["headers"]))
         try:
             await self.hot_path(scope, receive, answer)
         except BaseException:
@@ -124,14 +117,12 @@ def create_app(
     return app
 
 
-def _trace(headers: Iterable[tuple[bytes, bytes]]) -> TraceContext | None:
-    """The trace a request carries (`traceparent` first, then `X-Cloud-Trace-Context`); parsed only if present."""
-    cloud = None
+def _context(request_id: str, headers: Iterable[tuple[bytes, bytes]]) -> RequestContext:
+    """The request's log context: its id and its trace headers as received (parsed only if a line is logged)."""
+    traceparent = cloud_trace = None
     for name, value in headers:
         if name == b"traceparent":
-            parent = parse_traceparent(value.decode("latin-1"))
-            if parent is not None:
-                return parent
+            traceparent = value
         elif name == b"x-cloud-trace-context":
-            cloud = value
-    return parse_cloud_trace(cloud.decode("latin-1")) if cloud is not None else None
+            cloud_trace = value
+    return RequestContext(request_id, traceparent, cloud_trace)
