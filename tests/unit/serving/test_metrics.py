@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from churnflow.core import schema
 from churnflow.logs import TRACE, CloudJsonFormatter
 from churnflow.serving import create_app
+from churnflow.serving.metrics import LoopHistogram
 from churnflow.settings import PredictSettings
 from churnflow.training import compiler
 from unit.serving.test_app import OneVersionRegistry, Store
@@ -180,3 +181,11 @@ def test_stats_has_a_schema_in_openapi_with_the_model_version(client):
     assert set(stats_schema["properties"]) == {"model_version", "requests", "request_log", "model_holder"}
     assert "/metrics" in spec["paths"]
     assert stats["model_version"] == 7 and stats["requests"]["hot"] == 0
+
+
+def test_the_loop_histogram_buckets_as_prometheus_le_does():
+    histogram = LoopHistogram((0.001, 0.01))
+    for seconds in (0.0005, 0.001, 0.002, 0.01, 3.0):
+        histogram.observe(seconds)
+    assert histogram.buckets() == [("0.001", 2), ("0.01", 4), ("+Inf", 5)]  # a value equal to a bound is in it
+    assert histogram.sum == 0.0005 + 0.001 + 0.002 + 0.01 + 3.0
