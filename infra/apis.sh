@@ -13,6 +13,8 @@ gcloud services enable \
   compute.googleapis.com \
   iam.googleapis.com \
   iamcredentials.googleapis.com \
+  logging.googleapis.com \
+  monitoring.googleapis.com \
   pubsub.googleapis.com \
   run.googleapis.com \
   secretmanager.googleapis.com \

@@ -50,13 +50,19 @@ log "predict ${tag}"
 # count against the 512 MiB and it dies with the instance (as /tmp would). The spool holds at most
 # 64 MiB of batches (beyond: dropped, counted in /stats); the rest is room for the write-ahead
 # segments (4 MiB each: the one written, those being uploaded, two spare). Cleared and added again: every deploy states them.
+# Two containers: predict (the ingress one), and Managed Service for Prometheus's collector, which
+# scrapes predict's /metrics on :8080 every 60 s (its default configuration) and writes them to Cloud
+# Monitoring as the service's account (roles/monitoring.metricWriter, accounts.sh). Service flags first,
+# then each container's own after its --container.
 predict_env="$(env_vars "${common_env[@]}" CHURNFLOW_SPOOL_DIR=/spool "CHURNFLOW_SPOOL_MAX_BYTES=$((64 << 20))")"
-deploy_service "${PREDICT_SERVICE}" --image="${PREDICT_IMAGE}:${tag}" \
-  --service-account="$(sa_email "${PREDICT_SA}")" --set-env-vars="${predict_env}" "${vpc[@]}" \
+deploy_service "${PREDICT_SERVICE}" \
+  --service-account="$(sa_email "${PREDICT_SA}")" "${vpc[@]}" \
   --clear-volumes --add-volume=name=spool,type=in-memory,size-limit=96Mi \
-  --clear-volume-mounts --add-volume-mount=volume=spool,mount-path=/spool \
-  --ingress=all --cpu=1 --memory=512Mi --concurrency=80 --no-cpu-throttling --cpu-boost \
-  --min-instances="${PREDICT_MIN_INSTANCES}" --max-instances="${PREDICT_MAX_INSTANCES}"
+  --ingress=all --concurrency=80 --no-cpu-throttling --cpu-boost \
+  --min-instances="${PREDICT_MIN_INSTANCES}" --max-instances="${PREDICT_MAX_INSTANCES}" \
+  --container=predict --image="${PREDICT_IMAGE}:${tag}" --port=8080 --set-env-vars="${predict_env}" \
+  --clear-volume-mounts --add-volume-mount=volume=spool,mount-path=/spool --cpu=1 --memory=512Mi \
+  --container=metrics-collector --image="${GMP_SIDECAR_IMAGE}" --depends-on=predict --cpu=1 --memory=256Mi
 
 log "monitor ${tag}"
 # one check at a time: a drift check is CPU-bound (Evidently) and holds the window's rows in memory

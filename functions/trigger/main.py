@@ -12,8 +12,8 @@ from churnflow.settings import RetrainSettings
 
 @cache
 def _dependencies() -> tuple[RetrainSettings, launchers.JobLauncher]:
-    configure_logging()
     settings = RetrainSettings()
+    configure_logging(project=settings.project)
     return settings, launchers.from_settings(settings)
 
 

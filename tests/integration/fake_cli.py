@@ -1,8 +1,9 @@
 """Stand-in for `gcloud`, `bq` and `docker` in the infra script tests, for the services no emulator covers.
 
-Appends every call (argv, stdin, the JSON files bq is given) to $FAKE_CLI_LOG as a JSON line and
-answers like a project that has nothing yet ($FAKE_CLI_EXISTING unset: existence probes fail) or
-everything already ($FAKE_CLI_EXISTING=1). Value lookups (`describe --format=value(...)`) get plausible values.
+Appends every call (argv, stdin, the JSON and YAML files it is given) to $FAKE_CLI_LOG as a JSON line and
+answers like a project that has nothing yet ($FAKE_CLI_EXISTING unset: existence probes fail, lookups
+by name find nothing) or everything already ($FAKE_CLI_EXISTING=1). Value lookups (`describe
+--format=value(...)`, `list`/`create --format=value(name)`) get plausible values.
 `bq mkdef`, which only writes a table definition and calls no API, runs the real bq ($FAKE_CLI_REAL_BQ,
 with a throwaway config and a dummy token), so the scripts get the very definition bq would write.
 
@@ -50,13 +51,22 @@ def bq(args: list[str]) -> int:
 def main() -> int:
     tool, args = sys.argv[1], sys.argv[2:]
     call = {"tool": tool, "args": args, "stdin": sys.stdin.read()}
-    if tool == "bq":  # the files bq reads (table definitions, schemas) are temporary: keep their text
-        paths = [arg.rpartition("=")[2] for arg in args]
-        call["files"] = {path: read(path) for path in paths if path.endswith(".json") and os.path.isfile(path)}
+    # the files the tools read (table definitions, schemas, alert policies) may be temporary: keep their text
+    paths = [arg.rpartition("=")[2] for arg in args]
+    call["files"] = {path: read(path) for path in paths if path.endswith((".json", ".yaml")) and os.path.isfile(path)}
     with open(os.environ["FAKE_CLI_LOG"], "a") as log:
         log.write(json.dumps(call) + "\n")
     if tool == "bq":
         return bq(args)
+    if tool == "gcloud" and "list" in args and "--format=value(name)" in args:  # a lookup by display name
+        if os.environ.get("FAKE_CLI_EXISTING") == "1":
+            project = os.environ["CLOUDSDK_CORE_PROJECT"]
+            kind = "notificationChannels" if "channels" in args else "alertPolicies"
+            print(f"projects/{project}/{kind}/123")
+        return 0
+    if tool == "gcloud" and "create" in args and "--format=value(name)" in args:  # the new resource's name
+        print(f"projects/{os.environ['CLOUDSDK_CORE_PROJECT']}/notificationChannels/555")
+        return 0
     if tool != "gcloud" or "describe" not in args:
         return 0
     output = next((arg.split("=", 1)[1] for arg in args if arg.startswith("--format=")), "")

@@ -206,6 +206,7 @@ def record(tmp_path: Path, script: str, *args: str, existing: bool, **extra_env:
         "PROJECT_ID": PROJECT,
         "GITHUB_REPOSITORY": "acme/churnflow",
         "PREDICT_INVOKERS": "group:churn-apps@example.com",
+        "ALERT_EMAIL": "oncall@example.com",
         "FAKE_CLI_LOG": str(log),
         "FAKE_CLI_REAL_BQ": shutil.which("bq"),
         "CHURNFLOW_PYTHON": sys.executable,  # bigquery.sh reads the table schemas from churnflow.outcomes
@@ -283,6 +284,9 @@ def test_an_empty_project_gets_every_resource_created_once(recorded):
         "pubsub subscriptions create retrain-requests-dead-letter",
         "pubsub subscriptions create retrain-requests-trigger",
         "scheduler jobs create http churnflow-monitor-schedule",
+        *(f"logging metrics create {name}" for name in LOG_METRICS),
+        "beta monitoring channels create",
+        *(["alpha monitoring policies create"] * len(POLICIES)),
     ]
 
 
@@ -299,6 +303,9 @@ def test_a_set_up_project_is_updated_in_place(recorded):
         "pubsub subscriptions update retrain-requests-dead-letter",
         "pubsub subscriptions update retrain-requests-trigger",
         "scheduler jobs update http churnflow-monitor-schedule",
+        *(f"logging metrics update {name}" for name in LOG_METRICS),
+        f"beta monitoring channels update projects/{PROJECT}/notificationChannels/123",
+        *([f"alpha monitoring policies update projects/{PROJECT}/alertPolicies/123"] * len(POLICIES)),
     ]
 
 
@@ -327,8 +334,24 @@ def test_every_deploy_runs_the_commit_image_as_its_own_account(recorded):
     found = deploys(recorded["empty"])
     assert sorted(found) == sorted(expected)
     for name, (image, account) in expected.items():
-        assert flag(found[name], "--image") == f"{prefix}/{image}:{TAG}"
+        assert flags(found[name], "--image")[0] == f"{prefix}/{image}:{TAG}"
         assert flag(found[name], "--service-account") == sa(f"churnflow-{account}")
+
+
+def test_predict_runs_with_the_managed_prometheus_sidecar_scraping_its_metrics(recorded):
+    predict = deploys(recorded["empty"])["churnflow-predict"]
+    sidecar = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
+    assert flags(predict, "--container") == ["predict", "metrics-collector"]
+    assert flags(predict, "--image") == [f"europe-west1-docker.pkg.dev/{PROJECT}/churnflow/predict:{TAG}", sidecar]
+    # each container's flags follow its --container; the sidecar's default scrape is :8080/metrics
+    containers = " ".join(predict).split("--container=")
+    assert "--port=8080" in containers[1] and "--set-env-vars=" in containers[1]
+    assert "--depends-on=predict" in containers[2] and "--set-env-vars" not in containers[2]
+    assert "--service-account" in containers[0] and "--max-instances" in containers[0]
+
+
+def flags(args: list[str], name: str) -> list[str]:
+    return [arg.split("=", 1)[1] for arg in args if arg.startswith(f"{name}=")]
 
 
 def test_services_get_the_settings_they_read(recorded):
@@ -434,6 +457,7 @@ def test_each_account_gets_only_its_roles_on_single_resources_where_possible(rec
     bucket = f"storage buckets gs://{PROJECT}-churnflow"
     expected = {
         (f"projects {PROJECT}", member("mlflow"), "roles/cloudsql.client"),
+        (f"projects {PROJECT}", member("predict"), "roles/monitoring.metricWriter"),
         (f"projects {PROJECT}", member("deployer"), "roles/run.developer"),
         (f"projects {PROJECT}", member("deployer"), "roles/logging.logWriter"),
         (f"projects {PROJECT}", member("monitor"), "roles/bigquery.jobUser"),
@@ -508,6 +532,7 @@ def test_steps_run_in_dependency_order(recorded):
     assert first("run jobs add-iam-policy-binding") < first("scheduler jobs create")
     assert first("iam service-accounts create") < first("bq add-iam-policy-binding")
     assert first("bq mk") < first("run deploy churnflow-monitor")  # the tables exist at the first check
+    assert first("run jobs deploy churnflow-retrain") < first("logging metrics create")
 
 
 def test_images_are_built_from_their_dockerfiles_and_pushed_with_the_commit_tag(recorded):
@@ -544,6 +569,90 @@ def test_model_rollback_runs_churnflow_promote_as_a_job_execution(recorded):
             "--args=python,-m,churnflow.cli,promote,--version,3",
         ]
     ]
+
+
+# --- alerting: log-based metrics, the notification channel, the alert policies ---------------------
+
+MONITORING = INFRA / "monitoring"
+LOG_METRICS = sorted(path.stem for path in (MONITORING / "log-metrics").glob("*.yaml"))
+POLICIES = sorted((MONITORING / "policies").glob("*.json"))
+CHANNEL = f"projects/{PROJECT}/notificationChannels/555"
+
+
+def policies_sent(calls: list[dict]) -> dict[str, dict]:
+    """The policies alerts.sh created or updated, by display name, as gcloud was given them."""
+    sent = {}
+    for call in calls:
+        if call["tool"] == "gcloud" and any(arg.startswith("--policy-from-file=") for arg in call["args"]):
+            policy = json.loads(call["files"][flag(call["args"], "--policy-from-file")])
+            sent[policy["displayName"]] = policy
+    return sent
+
+
+def test_alerting_sets_up_the_log_metrics_the_channel_and_every_policy_notifying_it(recorded):
+    calls = recorded["empty"]
+    metric_files = {
+        words(c["args"]).split()[-1]: c["files"][flag(c["args"], "--config-from-file")]
+        for c in calls
+        if c["tool"] == "gcloud" and words(c["args"]).startswith("logging metrics create")
+    }
+    assert metric_files == {name: (MONITORING / "log-metrics" / f"{name}.yaml").read_text() for name in LOG_METRICS}
+    [channel] = [c["args"] for c in calls if words(c["args"]) == "beta monitoring channels create"]
+    assert (flag(channel, "--type"), flag(channel, "--channel-labels")) == ("email", "email_address=oncall@example.com")
+
+    sent = policies_sent(calls)
+    assert len(sent) == len(POLICIES) == 8
+    runbook = (REPO_ROOT / "docs" / "runbook.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^## (.+)$", runbook, re.M)}
+    for name, policy in sent.items():
+        assert policy["notificationChannels"] == [CHANNEL], name
+        assert "@" not in json.dumps(policy).replace("oncall@example.com", ""), name  # every placeholder filled
+        [anchor] = re.findall(r"docs/runbook.md#([a-z0-9-]+)", policy["documentation"]["content"])
+        assert anchor in anchors, f"{name}: the runbook has no section #{anchor}"
+    absent = sent["ChurnFlow: drift check failed or not run"]["conditions"][1]["conditionAbsent"]
+    assert absent["duration"] == "3600s"  # two schedule intervals of 30 min
+    five_xx = sent["ChurnFlow: predict 5xx rate"]["conditions"][0]["conditionPrometheusQueryLanguage"]
+    assert five_xx["query"].endswith("> 0.01") and five_xx["duration"] == "300s"
+    job = sent["ChurnFlow: retrain job failed"]["conditions"][1]["conditionThreshold"]
+    assert 'resource.labels.job_name="churnflow-retrain"' in job["filter"]
+
+
+def test_without_an_alert_email_the_policies_notify_no_channel(tmp_path):
+    calls = record(tmp_path, "alerts.sh", existing=False, ALERT_EMAIL="")
+    assert not [c for c in calls if "channels" in c["args"]]
+    sent = policies_sent(calls)
+    assert len(sent) == 8 and all(policy["notificationChannels"] == [] for policy in sent.values())
+
+
+def test_the_alerts_read_the_metrics_and_event_fields_the_code_writes(tmp_path):
+    from churnflow.monitoring import metrics as monitor_metrics
+    from churnflow.retraining import job, pubsub_trigger
+    from churnflow.serving.holder import ModelHolder
+    from churnflow.serving.metrics import PredictMetrics
+    from churnflow.serving.request_logger import RequestLogger
+
+    holder = ModelHolder(None, "churn", "champion", 60)
+    registry = PredictMetrics(holder, RequestLogger(None, tmp_path, 10, 1.0)).registry
+    exported = {family.name for family in registry.collect()}
+    exported |= {f"{name}_total" for name in exported} | {f"{name}_bucket" for name in exported}
+    queried = set()
+    for path in POLICIES:
+        for condition in json.loads(path.read_text())["conditions"]:
+            if "conditionPrometheusQueryLanguage" in condition:
+                queried |= set(re.findall(r"churnflow_\w+", condition["conditionPrometheusQueryLanguage"]["query"]))
+    assert queried and queried <= exported, queried - exported
+
+    events = {
+        monitor_metrics.CHECK_EVENT: {"status", "drift_share", "labelled_roc_auc"},
+        monitor_metrics.RULE_EVENT: {"rule"},
+        pubsub_trigger.EVENT: {"delivery"},
+        job.EVENT: {"status"},
+    }
+    for name in LOG_METRICS:
+        text = (MONITORING / "log-metrics" / f"{name}.yaml").read_text()
+        [event] = re.findall(r'jsonPayload.event="(\w+)"', text)
+        fields = set(re.findall(r"EXTRACT\(jsonPayload\.(\w+)\)", text))
+        assert event in events and fields and fields <= events[event], name
 
 
 # --- BigQuery: the dataset, the external tables over the bucket, read access ------------------------

@@ -7,7 +7,6 @@ last, so a check that fails midway leaves no trigger half done and can simply ru
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +18,7 @@ from google.auth.exceptions import GoogleAuthError
 
 from churnflow.bus.pubsub import Publisher, pubsub_publisher
 from churnflow.core.messages import RetrainRequested
-from churnflow.monitoring import drift, policy, tracking
+from churnflow.monitoring import drift, metrics, policy, tracking
 from churnflow.monitoring.champion import Champion, load_champion, load_reference
 from churnflow.monitoring.errors import MonitorUnavailable
 from churnflow.monitoring.models import CheckStatus, CheckSummary, Rule, WindowStats
@@ -35,7 +34,6 @@ from churnflow.storage import gcs, layout
 from churnflow.storage.request_log_reader import RequestLogReader
 from churnflow.storage.request_log_sample import WindowSample
 
-log = logging.getLogger(__name__)
 # OSError covers the HTTP clients' connection failures and timeouts (requests' errors derive from it).
 _UPSTREAM_ERRORS = (GoogleAPIError, GoogleAuthError, RegistryError, OSError, gcs.Contention, PublishFailed)
 
@@ -125,12 +123,7 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
     summary = summary.model_copy(update={"duration_s": round(time.perf_counter() - started, 3)})
     reports.write_summary(summary)
     reports.record(summary, settings.report_index_size)
-    log.info(
-        "check %s: %s",
-        check_id,
-        summary.status,
-        extra={"check_id": check_id, "status": str(summary.status), "trigger": summary.trigger.action},
-    )
+    metrics.log_check(summary)
     return summary
 
 

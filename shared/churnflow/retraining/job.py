@@ -10,7 +10,6 @@ moves last, so a job that dies half-way leaves the champion as it was.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -38,6 +37,10 @@ from churnflow.training import data, pipeline, register
 from churnflow.training.compiler import compile_pipeline
 
 log = logging.getLogger(__name__)
+EVENT = "retrain_execution"
+"""The `event` of each execution's last log line; its `status` is a RetrainResult, DEFERRED or FAILED."""
+DEFERRED = "deferred"
+FAILED = "failed"
 
 
 class RetrainResult(StrEnum):
@@ -292,15 +295,25 @@ def main() -> int:
         request, message_id = _request_from_env()
         outcome = run(RetrainSettings(), request, message_id)
     except LockHeld as error:
-        print(
-            json.dumps({"severity": "WARNING", "message": f"retrain not started, to be retried: {error}"}), flush=True
-        )
+        log.warning("retrain not started, to be retried: %s", error, extra={"event": EVENT, "status": DEFERRED})
         return 75  # EX_TEMPFAIL: Cloud Run retries the execution
     except Exception as error:  # noqa: BLE001 - the job's contract: one JSON error line, non-zero exit
-        print(
-            json.dumps({"severity": "ERROR", "message": f"retrain failed: {error}", "error": type(error).__name__}),
-            flush=True,
+        log.exception(
+            "retrain failed: %s", error, extra={"event": EVENT, "status": FAILED, "error": type(error).__name__}
         )
         return 1
-    log.info("retrain %s: %s", outcome.status, outcome.reason, extra={"outcome": outcome.model_dump(mode="json")})
+    log.info(
+        "retrain %s: %s",
+        outcome.status,
+        outcome.reason,
+        extra={
+            "event": EVENT,
+            "status": str(outcome.status),
+            "version": outcome.version,
+            "champion_version": outcome.champion_version,
+            "challenger_roc_auc": (outcome.challenger_oot or {}).get("roc_auc"),
+            "champion_roc_auc": (outcome.champion_oot or {}).get("roc_auc"),
+            "outcome": outcome.model_dump(mode="json"),
+        },
+    )
     return 0

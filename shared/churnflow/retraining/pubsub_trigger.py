@@ -37,6 +37,9 @@ from churnflow.settings import RetrainSettings
 from churnflow.storage import gcs, layout
 
 log = logging.getLogger(__name__)
+EVENT = "retrain_message"
+"""The `event` of the one log line per delivered message (`delivery`: its DeliveryStatus, or launch_failed)."""
+LAUNCH_FAILED = "launch_failed"
 _MESSAGE_ID = re.compile(r"\A[0-9]{1,64}\Z")  # Pub/Sub message ids are decimal numbers
 
 
@@ -91,7 +94,7 @@ def handle(
         record = layout.message_record(message_id)
     except (ValueError, ValidationError) as error:
         given = str(message.get("messageId") or message.get("message_id") or "")[:80]
-        log.warning("rejected retrain message: %s", str(error)[:500], extra={"message_id": given})
+        log.warning("rejected retrain message: %s", str(error)[:500], extra=_event(DeliveryStatus.REJECTED, given))
         return DeliveryOutcome(DeliveryStatus.REJECTED, str(error)[:500], given)
     now = now or datetime.now(UTC)
     timing = Timing.from_settings(settings)
@@ -107,22 +110,29 @@ def handle(
     try:
         generation = gcs.write_json(settings.project, settings.bucket, record, received, 0)
     except gcs.PreconditionFailed:
-        log.info("message %s already handled", message_id)
+        log.info("message %s already handled", message_id, extra=_event(DeliveryStatus.DUPLICATE, message_id))
         return DeliveryOutcome(DeliveryStatus.DUPLICATE, "message already handled", message_id)
     if not admitted:
         log.warning(
             "refused retrain request %s: %s",
             request.request_id,
             why,
-            extra={"message_id": message_id, "request_id": request.request_id},
+            extra={**_event(DeliveryStatus.REFUSED, message_id), "request_id": request.request_id},
         )
         return DeliveryOutcome(DeliveryStatus.REFUSED, why, message_id)
     try:
         execution = launcher.launch({REQUEST_ENV: request.model_dump_json(), MESSAGE_ID_ENV: message_id})
-    except LaunchError:
+    except LaunchError as error:
         gcs.delete_object(settings.project, settings.bucket, record, generation)
+        log.error("retrain not started for message %s: %s", message_id, error, extra=_event(LAUNCH_FAILED, message_id))
         raise
-    log.info("retrain started for message %s: %s", message_id, execution)
+    log.info(
+        "retrain started for message %s: %s", message_id, execution, extra=_event(DeliveryStatus.STARTED, message_id)
+    )
     return DeliveryOutcome(
         DeliveryStatus.STARTED, f"champion v{request.champion_version}: {request.reason}", message_id, execution
     )
+
+
+def _event(delivery: str, message_id: str) -> dict[str, str]:
+    return {"event": EVENT, "delivery": str(delivery), "message_id": message_id}

@@ -127,6 +127,47 @@ class ModelInfo(BaseModel):
     loaded_at: datetime
 
 
+class RequestCounts(BaseModel):
+    """Successful scoring requests since start, by the path that served them, and rows scored."""
+
+    hot: int = Field(description="Answered by the hot path (in front of FastAPI).")
+    routed: int = Field(description="Answered by FastAPI's routes.")
+    rows: int = Field(description="Customers scored.")
+
+
+class RequestLogCounts(BaseModel):
+    """The request log's rows since start (GET /metrics has them as `churnflow_request_log_*`)."""
+
+    accepted: int = Field(description="Rows queued for the log.")
+    recovered: int = Field(description="Rows recovered from a dead process's segments.")
+    uploaded: int = Field(description="Rows stored in GCS.")
+    spooled: int = Field(description="Rows waiting in the spool for GCS to answer.")
+    spool_bytes: int
+    dropped: int = Field(description="Rows dropped because the spool was full.")
+    lost: int = Field(description="Rows that could not be encoded or spooled.")
+    failed_uploads: int
+    pending: int = Field(description="Rows accepted, not yet handed to an upload.")
+
+
+class HolderCounts(BaseModel):
+    """What the model holder has done since start."""
+
+    refreshes: int = Field(description="Polls of the champion alias.")
+    swaps: int = Field(description="Versions swapped in, the first load included.")
+    refused: int = Field(description="New versions refused (invalid or unloadable artifact).")
+    registry_errors: int
+    last_error: str | None = Field(description="The latest refresh's failure; null once the registry answers again.")
+
+
+class ServiceStats(BaseModel):
+    """Counters of this instance since it started."""
+
+    model_version: int | None = Field(description="The registry version serving; null before the first champion.")
+    requests: RequestCounts
+    request_log: RequestLogCounts | None = Field(description="Null when request logging is off.")
+    model_holder: HolderCounts
+
+
 class ProbeStatus(BaseModel):
     """A probe's answer."""
 

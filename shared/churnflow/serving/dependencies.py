@@ -34,6 +34,14 @@ def require_model(services: ServicesDep) -> LoadedModel:
 ModelDep = Annotated[LoadedModel, Depends(require_model)]
 
 
+def request_id(request: Request) -> str:
+    """The id the app's entry gave this request (echoed as X-Request-ID, named in the body and the log)."""
+    return request.scope[scoring.REQUEST_ID]  # type: ignore[no-any-return]
+
+
+RequestIdDep = Annotated[str, Depends(request_id)]
+
+
 def require_token(
     services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:

@@ -82,7 +82,8 @@ class HotPath:
             customer = self.one.decode(body)
         except UNDECODABLE:
             return body
-        await _send(send, 200, self.services.score_one(model, customer, started, hot=True))
+        request_id = scope[scoring.REQUEST_ID]
+        await _send(send, 200, self.services.score_one(model, customer, request_id, started, hot=True))
         return None
 
     async def predict_batch(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
@@ -107,7 +108,7 @@ class HotPath:
             customers = self.many.decode(body).customers
         except UNDECODABLE:
             return body
-        body, latency_ms = self.services.score_batch(model, customers, started, hot=True)
+        body, latency_ms = self.services.score_batch(model, customers, scope[scoring.REQUEST_ID], started, hot=True)
         await _send(send, 200, body, headers=[(b"server-timing", scoring.server_timing(latency_ms).encode())])
         return None
 

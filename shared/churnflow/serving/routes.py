@@ -3,7 +3,7 @@
 `POST /predict` and `POST /predict/batch` are normally answered by the hot path (`hotpath.HotPath`)
 before FastAPI sees them; these FastAPI routes define their OpenAPI contract and answer whatever the
 hot path hands over (anything it does not accept as plainly valid), with the same payloads. Their
-bodies are parsed strictly (`guard.GuardedRoute`). `probes` are public; `service` (/model, /stats)
+bodies are parsed strictly (`guard.GuardedRoute`). `probes` are public; `service` (/model, /stats, /metrics)
 and `docs` need the bearer token when one is configured, like `predictions`.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from churnflow.serving import scoring
 from churnflow.serving.contract import (
@@ -24,11 +24,13 @@ from churnflow.serving.contract import (
     Prediction,
     ProbeStatus,
     Problem,
+    ServiceStats,
     as_struct,
 )
 from churnflow.serving.dependencies import (
     NO_CHAMPION,
     ModelDep,
+    RequestIdDep,
     ServicesDep,
     batch_within_limit,
     require_json,
@@ -36,6 +38,7 @@ from churnflow.serving.dependencies import (
 from churnflow.serving.guard import GuardedRoute
 
 JSON = "application/json"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Bearer token missing or wrong (only when one is configured)."}
 }
@@ -87,26 +90,39 @@ async def model_info(model: ModelDep) -> dict[str, Any]:
     }
 
 
-@service.get("/stats")
+@service.get("/stats", response_model=ServiceStats)
 async def stats(services: ServicesDep) -> dict[str, Any]:
-    """Counters: requests served, rows logged / uploaded / spooled, model swaps and refusals."""
+    """Counters: the version serving, requests served, rows logged / uploaded / spooled, model swaps and refusals."""
     return services.stats()
 
 
+@service.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {OPENMETRICS: {}}, "description": "Prometheus text, or OpenMetrics when accepted."}},
+)
+async def metrics(services: ServicesDep, request: Request) -> Response:
+    """Prometheus metrics: requests by route, status and model version, latencies, batch sizes, request log, model."""
+    body, content_type = services.metrics.exposition(request.headers.get("accept"))
+    return Response(body, media_type=content_type)
+
+
 @predictions.post("/predict", response_model=Prediction)
-async def predict(customer: Customer, model: ModelDep, services: ServicesDep) -> Response:
+async def predict(customer: Customer, model: ModelDep, services: ServicesDep, request_id: RequestIdDep) -> Response:
     """Score one customer: probability, prediction, risk level and the top feature contributions."""
     started = time.perf_counter()
-    body = services.score_one(model, as_struct(customer), started, hot=False)
+    body = services.score_one(model, as_struct(customer), request_id, started, hot=False)
     return Response(body, media_type=JSON)
 
 
 @predictions.post("/predict/batch", response_model=BatchPrediction, dependencies=[Depends(batch_within_limit)])
-async def predict_batch(batch: BatchRequest, model: ModelDep, services: ServicesDep) -> Response:
+async def predict_batch(
+    batch: BatchRequest, model: ModelDep, services: ServicesDep, request_id: RequestIdDep
+) -> Response:
     """Score many customers in one vectorised call (at most `max_batch`, else 413)."""
     started = time.perf_counter()
-    customers = batch.customers  # type: ignore[attr-defined]
-    body, latency_ms = services.score_batch(model, [as_struct(c) for c in customers], started, hot=False)
+    customers = [as_struct(c) for c in batch.customers]  # type: ignore[attr-defined]
+    body, latency_ms = services.score_batch(model, customers, request_id, started, hot=False)
     return Response(body, media_type=JSON, headers={"Server-Timing": scoring.server_timing(latency_ms)})
 
 

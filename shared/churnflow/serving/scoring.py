@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+REQUEST_ID = "churnflow.request_id"
+"""The ASGI scope key of the request's id, set by the app's entry (`app.PredictApp`) for both paths."""
+
 RISK_LEVELS: tuple[RiskLevel, ...] = ("LOW", "MEDIUM", "HIGH")
 """Risk levels by the number of risk thresholds a probability reaches."""
 

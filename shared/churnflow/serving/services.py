@@ -1,4 +1,4 @@
-"""What one predict-service instance runs: settings, model holder, request logger and counters.
+"""What one predict-service instance runs: settings, model holder, request logger, counters and metrics.
 
 `create_app` builds one `Services` per app (no module-level state); the lifespan starts and stops it;
 routes reach it through dependencies and the hot path through its constructor.
@@ -19,6 +19,7 @@ import orjson
 from churnflow.registry.read import RegistryClient
 from churnflow.serving import scoring
 from churnflow.serving.holder import LoadedModel, ModelHolder
+from churnflow.serving.metrics import PredictMetrics
 from churnflow.serving.request_logger import RequestLogger, Uploader
 from churnflow.serving.scoring import RiskPolicy
 from churnflow.settings import PredictSettings
@@ -44,6 +45,7 @@ class Services:
         self.holder = holder
         self.logger = logger
         self.requests = RequestStats()
+        self.metrics = PredictMetrics(holder, logger)
         self._token = settings.api_token.get_secret_value() if settings.api_token else None
 
     @classmethod
@@ -93,36 +95,41 @@ class Services:
             return True
         return token is not None and hmac.compare_digest(token.encode(), self._token.encode())
 
-    def score_one(self, model: LoadedModel, customer: msgspec.Struct, started: float, hot: bool) -> bytes:
+    def score_one(
+        self, model: LoadedModel, customer: msgspec.Struct, request_id: str, started: float, hot: bool
+    ) -> bytes:
         """Score one validated customer (a `contract.customer_struct`), count it and queue its log record.
 
         Returns the JSON response body. `started` is when the request's body had arrived
         (perf_counter), so the logged latency is server time.
         """
         ts = time.time()
-        request_id = scoring.new_request_id()
         payload = scoring.predict_one(model, msgspec.structs.asdict(customer), request_id, self.policy)
         body = orjson.dumps(payload)
-        latency_ms = (time.perf_counter() - started) * 1000.0
+        latency = time.perf_counter() - started
+        latency_ms = latency * 1000.0
         self._count(1, hot)
+        self.metrics.scored_one(latency)
         if self.logger is not None:
             probability, prediction = payload["churn_probability"], payload["churn_prediction"]
             self.logger.log_one(request_id, ts, model.number, customer, probability, prediction, latency_ms)
         return body
 
     def score_batch(
-        self, model: LoadedModel, customers: Sequence[msgspec.Struct], started: float, hot: bool
+        self, model: LoadedModel, customers: Sequence[msgspec.Struct], request_id: str, started: float, hot: bool
     ) -> tuple[bytes, float]:
         """Score validated customers in one vectorised call, count them and queue their log records.
 
         Returns the JSON response body and the server time in ms (from `started`, as for `score_one`).
         """
         ts = time.time()
-        request_id = scoring.new_request_id()
         payload, probabilities, predicted = scoring.predict_batch(model, customers, request_id, self.policy)
         body = msgspec.json.encode(payload)
-        latency_ms = (time.perf_counter() - started) * 1000.0
+        latency = time.perf_counter() - started
+        latency_ms = latency * 1000.0
         self._count(len(customers), hot)
+        self.metrics.scored_batch(latency)
+        self.metrics.batch_size(len(customers))
         if self.logger is not None:
             self.logger.log_batch(request_id, ts, model.number, customers, probabilities, predicted, latency_ms)
         return body, latency_ms

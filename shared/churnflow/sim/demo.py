@@ -135,6 +135,8 @@ def run_loop(
         "API docs": f"{urls['predict']}/docs",
         "MLflow UI": urls["mlflow"],
         "drift reports": f"{urls['monitor']}/view_report",
+        "predict metrics": f"{urls['predict']}/metrics",
+        "monitor metrics": f"{urls['monitor']}/metrics",
     }
     with exported(info.env()):  # the in-process training and GCS reads talk to this stack
         return _loop(local, common, timeline, info, result, story)

@@ -12,6 +12,7 @@ from churnflow.monitoring.models import CheckStatus
 from churnflow.monitoring.reports import IndexEntry, ReportIndex
 from churnflow.monitoring.views import index_page
 from churnflow.settings import REPO_ROOT
+from unit.monitoring.test_metrics import summary
 
 T0 = datetime(2026, 11, 5, 12, tzinfo=UTC)
 
@@ -21,7 +22,7 @@ def main(monkeypatch):
     spec = importlib.util.spec_from_file_location("monitor_main", REPO_ROOT / "functions" / "monitor" / "main.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "configure_logging", lambda: None)  # keep pytest's log capture
+    monkeypatch.setattr(module, "configure_logging", lambda **_: None)  # keep pytest's log capture
     return module
 
 
@@ -63,14 +64,13 @@ def call(main, method, path, query=""):
         return main.monitor(flask.request)
 
 
-def test_post_runs_a_check_and_returns_its_summary(main, monkeypatch):
-    class Summary:
-        def model_dump_json(self):
-            return '{"status": "no_drift"}'
-
-    monkeypatch.setattr(main, "run_check", lambda settings: Summary())
+def test_post_runs_a_check_and_returns_its_summary_and_counts_it(main, monkeypatch):
+    monkeypatch.setattr(main, "run_check", lambda settings: summary(CheckStatus.NO_DRIFT, rules=()))
     body, status, headers = call(main, "POST", "/")
-    assert (status, json.loads(body), headers["Content-Type"]) == (200, {"status": "no_drift"}, "application/json")
+    assert (status, json.loads(body)["status"], headers["Content-Type"]) == (200, "no_drift", "application/json")
+    text, status, headers = call(main, "GET", "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert 'churnflow_monitor_checks_total{status="no_drift"} 1.0' in text.decode()
 
 
 def test_upstream_failure_is_503_with_a_generic_body_and_the_details_logged(main, monkeypatch, caplog):
@@ -87,6 +87,11 @@ def test_upstream_failure_is_503_with_a_generic_body_and_the_details_logged(main
 
     monkeypatch.setattr(main, "run_check", lambda settings: 1 / 0)
     assert call(main, "POST", "/")[1] == 500
+    events = [(r.event, r.status) for r in caplog.records if hasattr(r, "event")]
+    assert events == [("drift_check", "unavailable"), ("drift_check", "error")]  # the alerts count these lines
+    text = call(main, "GET", "/metrics")[0].decode()
+    assert 'churnflow_monitor_checks_total{status="unavailable"} 1.0' in text
+    assert 'churnflow_monitor_checks_total{status="error"} 1.0' in text
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/"), ("POST", "/view_report"), ("DELETE", "/")])
