@@ -42,6 +42,13 @@ class CommonSettings(BaseSettings):
         "(project.dataset.table) or a SELECT of the engine returning request_id, churned, observed_at.",
     )
     duckdb_memory_limit: str = Field("1GB", description="DuckDB's memory limit (it spills to disk beyond it).")
+    decision_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Probability at or above which churn is predicted: by predict, and in training's metrics "
+        "and confusion matrix.",
+    )
 
 
 class RequestTimingSettings(CommonSettings):
@@ -119,7 +126,6 @@ class PredictSettings(CommonSettings):
     """Settings of the predict service (`functions/predict`)."""
 
     poll_interval_s: float = Field(30.0, gt=0, description="How often the champion alias is re-resolved.")
-    decision_threshold: float = Field(0.5, gt=0, lt=1, description="Probability at or above which churn is predicted.")
     risk_medium: float = Field(0.3, gt=0, lt=1, description="Probability from which the risk level is MEDIUM.")
     risk_high: float = Field(0.6, gt=0, lt=1, description="Probability from which the risk level is HIGH.")
     top_contributions: int = Field(5, ge=0, le=19, description="Feature contributions returned per prediction.")

@@ -134,9 +134,10 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
         settings,
         model,
         parts.train,
-        pipeline.evaluate(model, parts.evaluation),
+        pipeline.evaluate(model, parts.evaluation, settings.decision_threshold),
         {"recent_train_rows": len(parts.recent_train), "evaluation_rows": len(parts.evaluation)},
         tags,
+        evaluation_rows=parts.evaluation,
     )
     version = registered.version.version
     if settings.champion_alias in registered.version.aliases:
