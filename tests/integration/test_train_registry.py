@@ -34,6 +34,19 @@ def test_cli_train_registers_version_one_as_champion(local_stack, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "Registered churn-cli version 2, run" in again.stdout  # the champion stays on v1
 
+    positional = run_cli("promote", "2", env=env)
+    assert positional.returncode == 0, positional.stderr
+    assert positional.stdout == "churn-cli@champion: v1 -> v2\n"
+    flag = run_cli("promote", "--version", "1", env=env)  # the older form, used by infra/promote.sh
+    assert flag.returncode == 0 and flag.stdout == "churn-cli@champion: v2 -> v1\n"
+    missing = run_cli("promote", "99", env=env)
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert "The champion alias did not move." in missing.stderr and "Traceback" not in missing.stderr
+    from mlflow import MlflowClient
+
+    client = MlflowClient(local_stack.env()["MLFLOW_TRACKING_URI"])
+    assert client.get_model_version_by_alias("churn-cli", "champion").version == "1"
+
 
 def test_champion_run_records_metrics_lineage_and_model(stack_env, champion):
     from mlflow import MlflowClient

@@ -135,3 +135,16 @@ class CheckSummary(_Frozen):
     )
     mlflow_run_id: str | None = None
     duration_s: float = 0.0
+
+    def headline(self) -> str:
+        """One line for people: verdict, rows, drift share, rules fired, trigger, labelled quality."""
+        share = f"drift share {self.drift.drift_share:.2f}" if self.drift else "no drift test"
+        rules = ", ".join(self.decision.rules_fired) if self.decision and self.decision.rules_fired else "none"
+        text = (
+            f"{self.status.value.upper()} on {self.window.valid_rows} rows of v{self.champion_version}'s "
+            f"traffic ({share}; rules fired: {rules}); trigger: {self.trigger.action}"
+        )
+        if (known := self.performance) is not None:
+            auc = f"AUC {known.roc_auc:.3f}, " if known.roc_auc is not None else ""
+            text += f"; on {known.rows} labelled requests: {auc}accuracy {known.accuracy:.3f}"
+        return text

@@ -53,7 +53,9 @@ class RegistryClient:
                 return response.read()  # type: ignore[no-any-return]
         except urllib.error.HTTPError as error:
             body = error.read().decode(errors="replace")[:300]
-            if error.code == 404 or "RESOURCE_DOES_NOT_EXIST" in body:
+            # MLflow 3 answers a missing alias of an existing model with 400 INVALID_PARAMETER_VALUE
+            missing_alias = error.code == 400 and "alias" in body and "not found" in body
+            if error.code == 404 or "RESOURCE_DOES_NOT_EXIST" in body or missing_alias:
                 raise AliasNotFound(f"{url}: {body}") from error
             raise RegistryError(f"{url}: HTTP {error.code}: {body}") from error
         except (urllib.error.URLError, OSError) as error:

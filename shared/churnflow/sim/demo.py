@@ -72,18 +72,7 @@ class LoopResult:
 
 
 def _describe(summary: CheckSummary | None) -> str:
-    if summary is None:
-        return "the check failed (the scheduler will retry)"
-    share = f"drift share {summary.drift.drift_share:.2f}" if summary.drift else "no drift test"
-    rules = ", ".join(summary.decision.rules_fired) if summary.decision and summary.decision.rules_fired else "none"
-    text = (
-        f"{summary.status.value.upper()} on {summary.window.valid_rows} rows of v{summary.champion_version}'s "
-        f"traffic ({share}; rules fired: {rules}); trigger: {summary.trigger.action}"
-    )
-    if (known := summary.performance) is not None:
-        auc = f"AUC {known.roc_auc:.3f}, " if known.roc_auc is not None else ""
-        text += f"; on {known.rows} labelled requests: {auc}accuracy {known.accuracy:.3f}"
-    return text
+    return "the check failed (the scheduler will retry)" if summary is None else summary.headline()
 
 
 def run_loop(local: LocalStackSettings, common: CommonSettings, timeline: Timeline) -> LoopResult:
