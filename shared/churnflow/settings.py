@@ -60,6 +60,13 @@ class CommonSettings(BaseSettings):
     labels_max_request_age_days: int = Field(
         400, ge=0, description="A label may only name a request logged this many days before its import, or since."
     )
+    decision_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Probability at or above which churn is predicted: by predict, and in training's metrics "
+        "and confusion matrix.",
+    )
 
 
 class RequestTimingSettings(CommonSettings):
@@ -158,7 +165,6 @@ class PredictSettings(CommonSettings):
     """Settings of the predict service (`functions/predict`)."""
 
     poll_interval_s: float = Field(30.0, gt=0, description="How often the champion alias is re-resolved.")
-    decision_threshold: float = Field(0.5, gt=0, lt=1, description="Probability at or above which churn is predicted.")
     risk_medium: float = Field(0.3, gt=0, lt=1, description="Probability from which the risk level is MEDIUM.")
     risk_high: float = Field(0.6, gt=0, lt=1, description="Probability from which the risk level is HIGH.")
     top_contributions: int = Field(5, ge=0, le=19, description="Feature contributions returned per prediction.")

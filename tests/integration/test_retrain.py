@@ -7,6 +7,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -361,3 +362,27 @@ def test_promote_by_hand_rolls_the_champion_back(loop, stack_env):
     assert f"{settings.model_name}@champion: v2 -> v1" in result.stdout
     assert client.version_by_alias(settings.model_name, "champion").version == 1
     assert MlflowClient().get_model_version(settings.model_name, "1").tags[tag_names.PROMOTED_BY] == "manual"
+
+
+def test_a_retrain_run_logs_its_evaluation_artifacts_and_input_datasets(loop):
+    from churnflow.training import evaluation_plots
+
+    settings, _, _ = loop
+    outcome = job.run(settings, None, "manual-artifacts")
+    client = MlflowClient()
+    version = client.get_model_version(settings.model_name, str(outcome.version))
+    run = client.get_run(version.run_id)
+    listed = {item.path for item in client.list_artifacts(run.info.run_id, evaluation_plots.ARTIFACT_DIR)}
+    assert {evaluation_plots.ROC_PLOT, evaluation_plots.CONFUSION_JSON, evaluation_plots.CALIBRATION_PLOT} <= listed
+    local = Path(client.download_artifacts(run.info.run_id, evaluation_plots.CONFUSION_JSON))
+    counts = json.loads(local.read_text())
+    cells = ("true_negative", "false_positive", "false_negative", "true_positive")
+    # the evaluation set is the base test split plus the recent held-out rows
+    assert sum(counts[cell] for cell in cells) == int(run.data.params["evaluation_rows"]) > 1409
+    inputs = {item.dataset.name: item.dataset for item in run.inputs.dataset_inputs}
+    assert inputs["training"].digest == version.tags[tag_names.DATA_FINGERPRINT][:36]
+    # MLflow keeps one dataset per (experiment, name, digest): an earlier test's run of the same rows in
+    # another bucket may own the record, so the object name is compared (within one bucket it is the same URI)
+    reference = layout.parse_gs_uri(version.tags[tag_names.REFERENCE_URI])[1]
+    assert layout.parse_gs_uri(json.loads(inputs["training"].source)["uri"])[1] == reference
+    assert json.loads(inputs["evaluation"].source)["uri"].endswith("/data/base.csv")

@@ -34,6 +34,19 @@ def test_cli_train_registers_version_one_as_champion(local_stack, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "Registered churn-cli version 2, run" in again.stdout  # the champion stays on v1
 
+    positional = run_cli("promote", "2", env=env)
+    assert positional.returncode == 0, positional.stderr
+    assert positional.stdout == "churn-cli@champion: v1 -> v2\n"
+    flag = run_cli("promote", "--version", "1", env=env)  # the older form, used by infra/promote.sh
+    assert flag.returncode == 0 and flag.stdout == "churn-cli@champion: v2 -> v1\n"
+    missing = run_cli("promote", "99", env=env)
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert "The champion alias did not move." in missing.stderr and "Traceback" not in missing.stderr
+    from mlflow import MlflowClient
+
+    client = MlflowClient(local_stack.env()["MLFLOW_TRACKING_URI"])
+    assert client.get_model_version_by_alias("churn-cli", "champion").version == "1"
+
 
 def test_champion_run_records_metrics_lineage_and_model(stack_env, champion):
     from mlflow import MlflowClient
@@ -58,6 +71,57 @@ def test_artifacts_live_in_the_gcs_bucket(stack_env, champion):
     assert any(n.endswith("/artifacts/MLmodel") for n in names)
     reference = layout.parse_gs_uri(champion.reference_uri)[1]
     assert bucket.get_blob(reference).size > 10_000
+
+
+def test_champion_run_has_evaluation_plots_confusion_matrix_and_dataset_inputs(stack_env, champion, tmp_path):
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+    from PIL import Image
+
+    from churnflow.training import evaluation_plots
+
+    client = MlflowClient(stack_env["MLFLOW_TRACKING_URI"])
+    run = client.get_run(champion.version.run_id)
+    listed = {item.path for item in client.list_artifacts(run.info.run_id, evaluation_plots.ARTIFACT_DIR)}
+    plots = {
+        evaluation_plots.ROC_PLOT,
+        evaluation_plots.PR_PLOT,
+        evaluation_plots.CALIBRATION_PLOT,
+        evaluation_plots.CONFUSION_PLOT,
+    }
+    assert listed == plots | {evaluation_plots.CONFUSION_JSON}
+    local = download_artifacts(
+        run_id=run.info.run_id, artifact_path=evaluation_plots.ARTIFACT_DIR, dst_path=str(tmp_path)
+    )
+    for name in plots:
+        with Image.open(os.path.join(local, os.path.basename(name))) as image:
+            image.verify()  # a decodable PNG, not just bytes
+            assert image.format == "PNG" and min(image.size) >= 200
+    with open(os.path.join(local, "confusion_matrix.json")) as stored:
+        counts = json.load(stored)
+    assert counts["threshold"] == TrainSettings().decision_threshold == 0.5
+    cells = ("true_negative", "false_positive", "false_negative", "true_positive")
+    assert sum(counts[cell] for cell in cells) == counts["rows"] == int(run.data.params["test_rows"]) == 1409
+    # the run's accuracy was measured at the same threshold as the confusion matrix
+    accuracy = (counts["true_negative"] + counts["true_positive"]) / counts["rows"]
+    assert run.data.metrics["accuracy"] == pytest.approx(accuracy)
+
+    inputs = {item.dataset.name: item for item in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "evaluation"}
+    training = inputs["training"]
+    assert training.dataset.source_type == "gs"
+    # MLflow keeps one dataset per (experiment, name, digest), so another test's bucket may own the record
+    source = layout.parse_gs_uri(json.loads(training.dataset.source)["uri"])[1]
+    assert source == layout.parse_gs_uri(champion.reference_uri)[1]
+    assert source == layout.reference_object(champion.data_fingerprint)
+    assert training.dataset.digest == champion.data_fingerprint[:36]
+    input_tags = {tag.key: tag.value for tag in training.tags}
+    assert input_tags["mlflow.data.context"] == "training"
+    assert input_tags[tags.DATA_FINGERPRINT] == champion.data_fingerprint
+    assert json.loads(training.dataset.profile)["num_rows"] == 5634
+    evaluation_tags = {tag.key: tag.value for tag in inputs["evaluation"].tags}
+    assert evaluation_tags["mlflow.data.context"] == "evaluation"
+    assert json.loads(inputs["evaluation"].dataset.profile)["num_rows"] == 1409
 
 
 LOADER = """

@@ -2,10 +2,10 @@
 
 Bottom up: `settings` and `logs`; `core` (pure); one package per external system (`storage`,
 `registry`, `bus`) and `outcomes` (the query engine over the request log and the labels); the stages
-(`training`, `serving`, `monitoring`, `retraining`); then `local`, `sim` and `cli`, which production
-code never imports. Every import counts, including those inside functions (the lazy ones), since a
-lazy import still ships the module in the image. The runtime counterpart, that importing the predict
-entry point loads no heavy package, is test_predict_imports.
+(`training`, `serving`, `monitoring`, `retraining`); then `ops` (operator views over all of them),
+`local`, `sim` and `cli`, which production code never imports. Every import counts, including those
+inside functions (the lazy ones), since a lazy import still ships the module in the image. The runtime
+counterpart, that importing the predict entry point loads no heavy package, is test_predict_imports.
 """
 
 from __future__ import annotations
@@ -84,8 +84,11 @@ RULES = (
         _cf("retraining.pubsub_trigger", "retraining.launchers", "retraining.request_state"),
         forbidden=_cf("training", "retraining.job", "retraining.evaluation", "registry.write") + HEAVY,
     ),
-    Rule("production code never imports sim, local or cli", PRODUCTION, forbidden=_cf("sim", "local", "cli")),
-    Rule("local never imports sim or cli", _cf("local"), forbidden=_cf("sim", "cli")),
+    Rule(
+        "production code never imports ops, sim, local or cli", PRODUCTION, forbidden=_cf("ops", "sim", "local", "cli")
+    ),
+    Rule("ops (what operators see) never imports sim, local or cli", _cf("ops"), forbidden=_cf("sim", "local", "cli")),
+    Rule("local never imports ops, sim or cli", _cf("local"), forbidden=_cf("ops", "sim", "cli")),
     Rule("nothing imports cli", ("churnflow",), forbidden=_cf("cli"), exempt=_cf("cli")),
     *(
         Rule(

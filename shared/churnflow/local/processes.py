@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -27,6 +28,18 @@ _STOP_GRACE_S = 10.0
 _KILL_GRACE_S = 5.0
 _POLL_S = 0.1
 _LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class StartupProgress:
+    """What a start-up wait reports on each poll: the services still awaited and the one just ready, if any."""
+
+    waiting: tuple[str, ...]
+    elapsed_s: float
+    ready: str | None = None
+
+
+Progress = Callable[[StartupProgress], None]
 
 
 @dataclass(frozen=True)
@@ -91,9 +104,13 @@ def spawn(state_dir: Path, spec: ServiceSpec) -> Spawned:
     return Spawned(process, record, began)
 
 
-def wait_ready(spawned: list[Spawned], timeout_s: float) -> list[ServiceRecord]:
-    """Wait until every spawned service answers its readiness check; their records with `ready_s` set."""
-    deadline = time.monotonic() + timeout_s
+def wait_ready(spawned: list[Spawned], timeout_s: float, progress: Progress | None = None) -> list[ServiceRecord]:
+    """Wait until every spawned service answers its readiness check; their records with `ready_s` set.
+
+    `progress`, if given, hears of every poll (what is still awaited) and of each service that became ready.
+    """
+    began = time.monotonic()
+    deadline = began + timeout_s
     pending, done = list(spawned), []
     while pending:
         for item in list(pending):
@@ -107,6 +124,11 @@ def wait_ready(spawned: list[Spawned], timeout_s: float) -> list[ServiceRecord]:
                 logger.info("%s ready in %.2fs at %s (pid %d)", record.name, elapsed, record.url, record.pid)
                 done.append(replace(record, ready_s=round(elapsed, 3)))
                 pending.remove(item)
+                if progress:
+                    waiting = tuple(other.record.name for other in pending)
+                    progress(StartupProgress(waiting, time.monotonic() - began, ready=record.name))
+        if progress and pending:
+            progress(StartupProgress(tuple(item.record.name for item in pending), time.monotonic() - began))
         if pending and time.monotonic() > deadline:
             record = pending[0].record
             raise StackError(

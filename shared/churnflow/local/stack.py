@@ -76,11 +76,17 @@ class StackInfo:
         return services.client_env(self.host, ports, self.project, self.bucket)
 
 
-def up(settings: LocalStackSettings, common: CommonSettings, apps: tuple[str, ...] = ()) -> StackInfo:
+def up(
+    settings: LocalStackSettings,
+    common: CommonSettings,
+    apps: tuple[str, ...] = (),
+    progress: processes.Progress | None = None,
+) -> StackInfo:
     """Start whatever is not already running and healthy, bootstrap resources; idempotent.
 
     `apps` adds ChurnFlow's own services (see APPS) on top of the emulators; services running but
-    not asked for are stopped, so the stack is what the last `up` described.
+    not asked for are stopped, so the stack is what the last `up` described. `progress` hears of the
+    waits for services to become ready (see processes.wait_ready).
     """
     from churnflow.local import bootstrap  # cloud clients and gRPC: loaded only when a stack starts
 
@@ -101,16 +107,16 @@ def up(settings: LocalStackSettings, common: CommonSettings, apps: tuple[str, ..
         env = services.stack_env(settings, common)
         started: list[str] = []
         try:
-            _start(settings, common, [gcs], keep, records, started)
+            _start(settings, common, [gcs], keep, records, started, progress)
             bootstrap.bootstrap_storage(env["STORAGE_EMULATOR_HOST"], common.project, common.bucket)
-            _start(settings, common, later, keep, records, started)
+            _start(settings, common, later, keep, records, started, progress)
             bootstrap.bootstrap_pubsub(env["PUBSUB_EMULATOR_HOST"], common.project, common.retrain_topic)
             if "trigger" in apps:
                 endpoint = f"http://{settings.host}:{settings.trigger_port}/"
                 bootstrap.ensure_push_subscription(
                     env["PUBSUB_EMULATOR_HOST"], common.project, common.retrain_topic, endpoint
                 )
-            _start(settings, common, apps_specs, keep, records, started)
+            _start(settings, common, apps_specs, keep, records, started, progress)
         except BaseException:
             processes.stop([records.pop(name) for name in started])
             _save(settings, common, records)
@@ -159,6 +165,7 @@ def _start(
     keep: set[str],
     records: dict[str, ServiceRecord],
     started: list[str],
+    progress: processes.Progress | None = None,
 ) -> None:
     """Spawn the specs not kept, record them at once (so `down` finds them), then wait for all to be ready."""
     spawned = [processes.spawn(settings.state_dir, spec) for spec in specs if spec.name not in keep]
@@ -166,7 +173,7 @@ def _start(
         records[item.record.name] = item.record
         started.append(item.record.name)
     _save(settings, common, records)
-    for record in processes.wait_ready(spawned, settings.startup_timeout_s):
+    for record in processes.wait_ready(spawned, settings.startup_timeout_s, progress):
         records[record.name] = record
     _save(settings, common, records)
 

@@ -188,3 +188,19 @@ class CheckSummary(_Frozen):
         drift = self.decision.rules_fired if self.status is CheckStatus.DRIFT and self.decision else ()
         known = self.performance_decision.rules_fired if self.performance_decision else ()
         return (*map(str, drift), *map(str, known))
+
+    def headline(self) -> str:
+        """One line for people: verdict, rows, drift share, rules fired, labelled quality, trigger."""
+        share = f"drift share {self.drift.drift_share:.2f}" if self.drift else "no drift test"
+        rules = ", ".join(self.decision.rules_fired) if self.decision and self.decision.rules_fired else "none"
+        text = (
+            f"{self.status.value.upper()} on {self.window.valid_rows} rows of v{self.champion_version}'s "
+            f"traffic ({share}; drift rules fired: {rules})"
+        )
+        if (known := self.performance) is not None:
+            auc = f"AUC {known.roc_auc:.3f}, " if known.roc_auc is not None else ""
+            text += f"; on {known.rows} labelled requests: {auc}Brier {known.brier:.3f}"
+        if (verdict := self.performance_decision) is not None:
+            fired = ", ".join(verdict.rules_fired) or ("none" if verdict.decided else "not decided")
+            text += f" (performance rules fired: {fired})"
+        return f"{text}; trigger: {self.trigger.action}"

@@ -8,10 +8,13 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from churnflow.registry import tags as tag_names
@@ -21,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SCORER_ARTIFACT = "compiled/scorer.json"
 MODEL_ARTIFACT_NAME = "model"
+DIGEST_CHARS = 36  # the longest dataset digest MLflow's store accepts
 
 
 class RegistryUnavailable(RuntimeError):
@@ -35,6 +39,52 @@ class RegisteredVersion:
     version: int
     run_id: str
     aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DatasetLineage:
+    """A dataset a run used, for `mlflow.log_input`: its rows, where they are stored and their fingerprint."""
+
+    frame: Any  # a pandas DataFrame of features and target
+    name: str
+    source_uri: str
+    fingerprint: str
+    context: str  # MLflow's input context: "training" or "evaluation"
+    target: str | None = None
+
+
+def log_inputs(inputs: Sequence[DatasetLineage]) -> None:
+    """Log each dataset as a run input; its digest is the fingerprint cut to what MLflow stores (36 chars)."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    for lineage in inputs:
+        with warnings.catch_warnings():
+            # the schema forbids missing values (see log_and_register); a file:// URI resolves to one source type
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple")
+            dataset = from_pandas(
+                lineage.frame,
+                source=lineage.source_uri,
+                targets=lineage.target,
+                name=lineage.name,
+                digest=lineage.fingerprint[:DIGEST_CHARS],
+            )
+            mlflow.log_input(dataset, context=lineage.context, tags={tag_names.DATA_FINGERPRINT: lineage.fingerprint})
+
+
+def log_files(files: Mapping[str, bytes]) -> None:
+    """Log in-memory files under their artifact paths, in one upload of a temporary directory."""
+    import mlflow
+
+    if not files:
+        return
+    with tempfile.TemporaryDirectory(prefix="churnflow-artifacts-") as root:
+        for name, content in files.items():
+            path = Path(root, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        mlflow.log_artifacts(root)
 
 
 def check_reachable(tracking_uri: str, timeout_s: float) -> None:
@@ -97,8 +147,11 @@ def log_and_register(
     params: dict[str, Any],
     metrics: dict[str, float],
     tags: dict[str, str],
+    files: Mapping[str, bytes] | None = None,
+    inputs: Sequence[DatasetLineage] = (),
 ) -> RegisteredVersion:
-    """Log one training run (params, metrics, tags, sklearn model, compiled scorer) and register it.
+    """Log one training run (params, metrics, tags, input datasets, files such as evaluation plots,
+    sklearn model, compiled scorer) and register it.
 
     The first version of a model gets the champion alias; later versions are left for the quality
     gate to promote.
@@ -120,6 +173,8 @@ def log_and_register(
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)
         mlflow.log_dict(scorer_artifact, SCORER_ARTIFACT)
+        log_inputs(inputs)
+        log_files(files or {})
         info = mlflow.sklearn.log_model(
             model,
             name=MODEL_ARTIFACT_NAME,

@@ -182,7 +182,7 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
     # what the version is expected to reach in production (the monitor's performance rule reads these):
     # the newest traffic when there is enough of it, else the base check set
     judged_on = parts.out_of_time if len(parts.out_of_time) >= settings.min_oot_rows else parts.base_check
-    expected = pipeline.evaluate(model, judged_on)
+    expected = pipeline.evaluate(model, judged_on, settings.decision_threshold)
     registered = register.register(
         settings,
         model,
@@ -195,6 +195,7 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
             "metrics_on": "out_of_time" if judged_on is parts.out_of_time else "base_check",
         },
         tags,
+        evaluation_rows=judged_on,
     )
     version = registered.version.version
     if settings.champion_alias in registered.version.aliases:

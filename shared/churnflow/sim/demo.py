@@ -84,21 +84,7 @@ class LoopResult:
 
 
 def _describe(summary: CheckSummary | None) -> str:
-    if summary is None:
-        return "the check failed (the scheduler will retry)"
-    share = f"drift share {summary.drift.drift_share:.2f}" if summary.drift else "no drift test"
-    rules = ", ".join(summary.decision.rules_fired) if summary.decision and summary.decision.rules_fired else "none"
-    text = (
-        f"{summary.status.value.upper()} on {summary.window.valid_rows} rows of v{summary.champion_version}'s "
-        f"traffic ({share}; drift rules fired: {rules})"
-    )
-    if (known := summary.performance) is not None:
-        auc = f"AUC {known.roc_auc:.3f}, " if known.roc_auc is not None else ""
-        text += f"; on {known.rows} labelled requests: {auc}Brier {known.brier:.3f}"
-    if (verdict := summary.performance_decision) is not None:
-        fired = ", ".join(verdict.rules_fired) or ("none" if verdict.decided else "not decided")
-        text += f" (performance rules fired: {fired})"
-    return f"{text}; trigger: {summary.trigger.action}"
+    return "the check failed (the scheduler will retry)" if summary is None else summary.headline()
 
 
 def _gate_lines(outcome: RetrainOutcome) -> list[str]:

@@ -62,8 +62,8 @@ def fit(
     return model.fit(features(train), data.target(train), classifier__sample_weight=sample_weight)
 
 
-def evaluate(model: Pipeline, frame: pd.DataFrame, threshold: float = 0.5) -> dict[str, float]:
-    """Held-out quality of `model` on a cleaned frame with a target."""
+def evaluate(model: Pipeline, frame: pd.DataFrame, threshold: float) -> dict[str, float]:
+    """Held-out quality of `model` on a cleaned frame with a target; churn predicted at `proba >= threshold`."""
     y_true = data.target(frame).to_numpy()
     proba = model.predict_proba(features(frame))[:, 1]
     y_pred = (proba >= threshold).astype(int)
@@ -96,8 +96,10 @@ class TrainingResult:
         return data.fingerprint(self.train)
 
 
-def train(frame: pd.DataFrame, test_size: float = 0.2, random_state: int = 42, max_iter: int = 1000) -> TrainingResult:
-    """Split, fit and evaluate on a cleaned frame."""
+def train(
+    frame: pd.DataFrame, test_size: float = 0.2, random_state: int = 42, max_iter: int = 1000, threshold: float = 0.5
+) -> TrainingResult:
+    """Split, fit and evaluate (at the decision `threshold`) on a cleaned frame."""
     train_rows, test_rows = split(frame, test_size, random_state)
     model = fit(train_rows, max_iter, random_state)
-    return TrainingResult(model, train_rows, test_rows, evaluate(model, test_rows))
+    return TrainingResult(model, train_rows, test_rows, evaluate(model, test_rows, threshold))

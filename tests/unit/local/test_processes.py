@@ -85,3 +85,27 @@ def test_wait_ready_gives_up_after_the_timeout(tmp_path, started):
     started.append(item := processes.spawn(tmp_path, spec(SLEEPER)))
     with pytest.raises(StackError, match=r"sleeper did not become ready within 0.3s \(http://127.0.0.1:9/\); its log"):
         processes.wait_ready([item], timeout_s=0.3)
+
+
+def test_wait_ready_reports_progress_until_each_service_is_ready(tmp_path, started):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # the server starts listening only after a delay, so the wait is reported while it lasts
+    argv = [
+        sys.executable,
+        "-c",
+        f"import time, http.server; time.sleep(0.5); "
+        f"http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()",
+    ]
+    web = ServiceSpec("web", argv, port=port, ready_url=f"http://127.0.0.1:{port}/", url=f"http://127.0.0.1:{port}")
+    started.append(item := processes.spawn(tmp_path, web))
+    events: list[processes.StartupProgress] = []
+    [record] = processes.wait_ready([item], timeout_s=30, progress=events.append)
+    assert record.name == "web" and record.ready_s is not None
+    waiting, last = events[:-1], events[-1]
+    assert waiting and all(event.waiting == ("web",) and event.ready is None for event in waiting)
+    assert last.ready == "web" and last.waiting == ()
+    assert [event.elapsed_s for event in events] == sorted(event.elapsed_s for event in events)

@@ -139,3 +139,12 @@ def test_cloudbuild_substitutions_are_defined_and_documented():
 
 def test_cloudbuild_logs_only_to_cloud_logging():
     assert CLOUDBUILD["options"]["logging"] == "CLOUD_LOGGING_ONLY"
+
+
+def test_make_help_is_the_default_and_lists_every_phony_target_with_its_comment():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    phony = {name for line in re.findall(r"^\.PHONY: (.+)$", makefile, re.M) for name in line.split()}
+    listed = dict(line.split(None, 1) for line in make().splitlines() if line.startswith("  "))
+    assert set(listed) == phony - {"bench"}  # `bench` is declared phony but has no rule
+    assert listed["help"] == "List the targets with what they do"
+    assert listed["test"] == "Run the full test suite (starts the local stack itself)"

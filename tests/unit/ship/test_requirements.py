@@ -140,11 +140,12 @@ def imported_by(result: subprocess.CompletedProcess[str]) -> set[str]:
     [
         ("functions/predict/requirements.txt", ["functions/predict/main.py"], {"fastapi", "mangum"}),
         ("functions/monitor/requirements.txt", ["functions/monitor/main.py"], {"evidently", "functions-framework"}),
-        # the local compose stack runs the trigger in the retrain image too (it starts the job as a subprocess)
+        # the local compose stack runs the trigger in the retrain image too (it starts the job as a subprocess);
+        # infra/promote.sh runs `python -m churnflow.cli promote` in it
         (
             "functions/retrain/requirements.txt",
-            ["functions/retrain/job.py", "functions/trigger/main.py"],
-            {"scikit-learn", "pandas", "functions-framework"},
+            ["functions/retrain/job.py", "functions/trigger/main.py", "shared/churnflow/cli.py"],
+            {"scikit-learn", "pandas", "functions-framework", "typer"},
         ),
     ],
 )
