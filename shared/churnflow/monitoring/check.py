@@ -14,12 +14,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+from evidently.core.report import Snapshot
 from google.api_core.exceptions import GoogleAPIError
 from google.auth.exceptions import GoogleAuthError
 
 from churnflow.bus.pubsub import Publisher, pubsub_publisher
 from churnflow.core.messages import RetrainRequested
-from churnflow.monitoring import drift, policy, tracking
+from churnflow.monitoring import drift, history, policy, tracking
 from churnflow.monitoring.champion import Champion, load_champion, load_reference
 from churnflow.monitoring.errors import MonitorUnavailable
 from churnflow.monitoring.models import CheckStatus, CheckSummary, WindowStats
@@ -105,8 +106,9 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
             summary_uri=layout.gs_uri(settings.bucket, layout.summary_object(check_id)),
             trigger=RequestOutcome(action="none", reason=f"fewer than {settings.min_rows} valid rows"),
         )
+        snapshot = None
         if len(sample.frame) >= settings.min_rows:
-            summary = _assess(settings, champion, reference_loading.result(), sample, reports, summary)
+            summary, snapshot = _assess(settings, champion, reference_loading.result(), sample, reports, summary)
     if (request := retrain_request(summary)) is not None:
         outcome = request_retrain(
             StateStore(settings.project, settings.bucket, settings.model_name),
@@ -119,6 +121,7 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
     performance = labelled_performance(settings, now, champion.version, settings.label_lookback_days)
     summary = summary.model_copy(update={"performance": performance})
     summary = summary.model_copy(update={"mlflow_run_id": tracking.log_check(settings, summary)})
+    history.record_check(settings, summary, snapshot)
     summary = summary.model_copy(update={"duration_s": round(time.perf_counter() - started, 3)})
     reports.write_summary(summary)
     reports.record(summary, settings.report_index_size)
@@ -144,14 +147,14 @@ def _assess(
     sample: WindowSample,
     reports: ReportStore,
     summary: CheckSummary,
-) -> CheckSummary:
+) -> tuple[CheckSummary, Snapshot]:
     """Evidently on the sample vs the champion's reference, the policy's decision, the stored HTML report."""
     current = drift.with_prediction(sample.frame, champion.scorer)
     result, snapshot = drift.score_columns(reference, current, drift.DriftConfig.from_settings(settings))
     decision = policy.assess_drift(
         result, champion.scorer.feature_importance(), policy.DriftPolicy.from_settings(settings)
     )
-    return summary.model_copy(
+    assessed = summary.model_copy(
         update={
             "status": CheckStatus.DRIFT if decision.drifted else CheckStatus.NO_DRIFT,
             "drift": result,
@@ -160,6 +163,7 @@ def _assess(
             "trigger": RequestOutcome(action="none", reason="no drift"),
         }
     )
+    return assessed, snapshot
 
 
 def retrain_request(summary: CheckSummary) -> RetrainRequested | None:
