@@ -108,10 +108,12 @@ class LocalStackSettings(BaseSettings):
     monitor_port: int = 8081
     trigger_port: int = 8082
     scheduler_port: int = 8083
+    dashboard_port: int = 8084
     schedule_every_s: float = Field(60.0, gt=0, description="How often the local scheduler calls the monitor.")
     predict_poll_interval_s: float = Field(
         5.0, gt=0, description="How often the local predict service polls the alias."
     )
+    dashboard_refresh_s: float = Field(5.0, gt=0, description="How often the local dashboard looks for new checks.")
     startup_timeout_s: float = Field(60.0, gt=0)
 
 
@@ -198,3 +200,9 @@ class MonitorSettings(RequestTimingSettings):
     history_size: int = Field(
         1000, ge=1, description="Checks kept in the Evidently workspace's history (the oldest are deleted)."
     )
+
+
+class DashboardSettings(CommonSettings):
+    """Settings of the history dashboard (Evidently's UI over the workspace in the bucket)."""
+
+    dashboard_refresh_s: float = Field(30.0, gt=0, description="How often the dashboard looks for new checks.")

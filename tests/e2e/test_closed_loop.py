@@ -15,7 +15,11 @@ def loop_stack(tmp_path):
     from conftest import free_ports
 
     ports = dict(
-        zip(("gcs", "pubsub", "mlflow", "predict", "monitor", "trigger", "scheduler"), free_ports(7), strict=True)
+        zip(
+            ("gcs", "pubsub", "mlflow", "predict", "monitor", "trigger", "scheduler", "dashboard"),
+            free_ports(8),
+            strict=True,
+        )
     )
     local = demo.demo_settings().model_copy(
         update={"state_dir": tmp_path / "stack", **{f"{name}_port": port for name, port in ports.items()}}

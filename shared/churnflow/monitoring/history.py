@@ -26,6 +26,7 @@ import uuid
 from datetime import UTC
 from typing import Any
 
+import fsspec
 from evidently.core.metric_types import MetricConfig, MetricValueLocation, SingleValue
 from evidently.core.report import Snapshot
 from evidently.core.serialization import ReportModel, SnapshotModel
@@ -198,12 +199,19 @@ def dashboard() -> DashboardModel:
     )
 
 
+def configure_gcsfs() -> None:
+    """Make the gcsfs filesystem that Evidently opens for a gs:// workspace work against the GCS emulator too."""
+    # gcsfs 2026.x probes each bucket's type over gRPC first, which against an emulator hangs 60 s per bucket
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    if os.environ.get("STORAGE_EMULATOR_HOST"):  # gcsfs reads the endpoint itself; no credentials to look for
+        fsspec.config.conf.setdefault("gs", {})["token"] = "anon"
+
+
 class History:
     """The Evidently workspace at `uri` (gs:// or a local directory), as the monitor writes it."""
 
     def __init__(self, uri: str):
-        # gcsfs 2026.x probes each bucket's type over gRPC first, which against an emulator hangs 60 s per bucket
-        os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+        configure_gcsfs()
         self.state = LocalState(uri)
 
     def ensure_project(self, model_name: str) -> uuid.UUID:
