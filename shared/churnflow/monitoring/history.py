@@ -31,7 +31,7 @@ from evidently.core.metric_types import MetricConfig, MetricValueLocation, Singl
 from evidently.core.report import Snapshot
 from evidently.core.serialization import ReportModel, SnapshotModel
 from evidently.legacy.core import new_id
-from evidently.sdk.models import DashboardModel, DashboardPanelPlot, DashboardTabModel, PanelMetric, ProjectModel
+from evidently.sdk.models import DashboardModel, DashboardPanelPlot, PanelMetric, ProjectModel
 from evidently.ui.storage.local.base import SNAPSHOTS_DIR_NAME, LocalState
 
 from churnflow.monitoring.drift import COLUMNS
@@ -122,80 +122,73 @@ def _panel(
 
 
 def dashboard() -> DashboardModel:
-    """The project's dashboard: drift and performance over time, one tab each, plus the latest values."""
-    drift = [
-        _panel(
-            "Drift share (latest)",
-            "share of features Evidently flags",
-            "counter",
-            [_check("drift share", "drift_share")],
-            aggregation="last",
-        ),
-        _panel(
-            "Labelled ROC-AUC (latest)",
-            "champion on labelled recent requests",
-            "counter",
-            [_check("ROC-AUC", "labelled.roc_auc")],
-            aggregation="last",
-        ),
-        _panel(
-            "Drift share over time",
-            "share of drifted features; share of the champion's importance drifted",
-            "line",
-            [_check("drift share", "drift_share"), _check("importance drifted", "importance_drift_share")],
-        ),
-        _panel(
-            "Rules fired",
-            "1 per rule that fired in a check",
-            "bar",
-            [_metric("rule fired", RULE_FIRED)],
-            is_stacked=True,
-        ),
-        _panel(
-            "Per-feature drift scores",
-            "Evidently's drift score of each column (threshold 0.1)",
-            "line",
-            [_metric(name, DRIFT_SCORE, column=name) for name in COLUMNS],
-            size="full",
-        ),
-        _panel(
-            "Predicted churn rate",
-            "mean churn probability: window vs the champion's reference rows",
-            "line",
-            [_check("window", "predicted_churn_rate"), _check("reference", "reference_churn_rate")],
-        ),
-        _panel(
-            "Rows per check",
-            "valid rows in the window; labelled requests measured",
-            "bar",
-            [_check("window rows", "window.valid_rows"), _check("labelled rows", "labelled.rows")],
-        ),
-    ]
-    performance = [
-        _panel(
-            "Labelled ROC-AUC and accuracy",
-            "champion on requests whose outcome is known",
-            "line",
-            [_check("ROC-AUC", "labelled.roc_auc"), _check("accuracy", "labelled.accuracy")],
-        ),
-        _panel(
-            "Calibration",
-            "mean predicted probability vs observed churn rate; Brier score",
-            "line",
-            [
-                _check("mean predicted", "labelled.mean_probability"),
-                _check("observed churn", "labelled.churn_rate"),
-                _check("Brier", "labelled.brier"),
-            ],
-        ),
-    ]
-    tabs = [("Drift", drift), ("Performance", performance)]
+    """The project's dashboard: the latest drift share and AUC, then drift and performance over time."""
     return DashboardModel(
-        tabs=[
-            DashboardTabModel(id=uuid.uuid5(_NAMESPACE, f"tab/{title}"), title=title, panels=[p.id for p in panels])
-            for title, panels in tabs
+        tabs=[],
+        panels=[
+            _panel(
+                "Drift share (latest)",
+                "share of features Evidently flags",
+                "counter",
+                [_check("drift share", "drift_share")],
+                aggregation="last",
+            ),
+            _panel(
+                "Labelled ROC-AUC (latest)",
+                "champion on labelled recent requests",
+                "counter",
+                [_check("ROC-AUC", "labelled.roc_auc")],
+                aggregation="last",
+            ),
+            _panel(
+                "Drift share over time",
+                "share of drifted features; share of the champion's importance drifted",
+                "line",
+                [_check("drift share", "drift_share"), _check("importance drifted", "importance_drift_share")],
+            ),
+            _panel(
+                "Rules fired",
+                "1 per rule that fired in a check",
+                "bar",
+                [_metric("{{rule}}", RULE_FIRED)],
+                is_stacked=True,
+            ),
+            _panel(
+                "Per-feature drift scores",
+                "Evidently's drift score of each column (threshold 0.1)",
+                "line",
+                [_metric(name, DRIFT_SCORE, column=name) for name in COLUMNS],
+                size="full",
+            ),
+            _panel(
+                "Predicted churn rate",
+                "mean churn probability: window vs the champion's reference rows",
+                "line",
+                [_check("window", "predicted_churn_rate"), _check("reference", "reference_churn_rate")],
+            ),
+            _panel(
+                "Rows per check",
+                "valid rows in the window; labelled requests measured",
+                "bar",
+                [_check("window rows", "window.valid_rows"), _check("labelled rows", "labelled.rows")],
+            ),
+            _panel(
+                "Labelled ROC-AUC and accuracy",
+                "champion on requests whose outcome is known",
+                "line",
+                [_check("ROC-AUC", "labelled.roc_auc"), _check("accuracy", "labelled.accuracy")],
+            ),
+            _panel(
+                "Calibration",
+                "mean predicted probability vs observed churn rate; Brier score",
+                "line",
+                [
+                    _check("mean predicted", "labelled.mean_probability"),
+                    _check("observed churn", "labelled.churn_rate"),
+                    _check("Brier", "labelled.brier"),
+                ],
+            ),
         ],
-        panels=[panel for _, panels in tabs for panel in panels],
     )
 
 
