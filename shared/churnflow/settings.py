@@ -198,7 +198,10 @@ class MonitorSettings(RequestTimingSettings):
     label_lookback_days: int = Field(30, ge=0, description="Labelled requests this recent measure the champion.")
     report_index_size: int = Field(100, ge=1, description="Past checks kept in the report index.")
     history_size: int = Field(
-        1000, ge=1, description="Checks kept in the Evidently workspace's history (the oldest are deleted)."
+        500,
+        ge=1,
+        description="Checks kept in the Evidently workspace's history (the oldest are deleted); the dashboard "
+        "holds them all in memory, about 0.1 MB each.",
     )
 
 

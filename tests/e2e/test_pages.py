@@ -24,6 +24,11 @@ from churnflow.monitoring.models import CheckStatus
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+# MLflow 3.x's UI asks the server who the user is; a server run without its auth app (ours) answers 404.
+# That probe is MLflow's own and harmless; any other console error fails the test.
+MLFLOW_AUTH_PROBE = (
+    "/ajax-api/2.0/mlflow/users/current - Failed to load resource: the server responded with a status of 404"
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,4 +111,5 @@ def test_mlflow_shows_the_champions_run(demo_run, browser, shots):
         errors = visit(browser, url, ("roc_auc",), shots / "mlflow.png")
     except TimeoutException:
         pytest.fail(f"the MLflow run page did not show the run's metrics; see {shots / 'mlflow.png'}")
-    assert errors == [] and run_id
+    assert [e for e in errors if MLFLOW_AUTH_PROBE not in e["message"]] == []
+    assert run_id in browser.find_element(By.TAG_NAME, "body").text

@@ -95,7 +95,8 @@ def test_a_run_carries_the_drift_scores_the_check_values_and_the_rules(drifted):
     assert (checks["labelled.roc_auc"], checks["labelled.brier"], checks["labelled.churn_rate"]) == (0.81, 0.15, 0.3)
     assert not any(name.startswith("score.") for name in checks)  # they are the drift scores, by column
     assert set(values(run, history.RULE_FIRED, "rule")) == set(summary.decision.rules_fired)
-    assert run.widgets and all(result.widget is None for result in run.metric_results.values())
+    assert run.widgets and run.tests_widgets  # the report's drift table and tests, for the run's page
+    assert set(run.metric_results) == set(history.check_values(summary))
 
 
 def test_a_check_with_too_few_rows_records_its_numbers_without_a_report(drifted):
