@@ -29,8 +29,17 @@ setup: $(STAMP) ## Create .venv and install ChurnFlow with every extra
 demo: setup ## Run the whole loop locally on real emulators (DEMO_ARGS=--keep leaves the stack running)
 	$(BIN)/churnflow demo $(DEMO_ARGS)
 
-test: setup ## Run the full test suite (starts the local stack itself)
+test: setup browser ## Run the full test suite (starts the local stack itself)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the browser test (tests/e2e/test_pages.py) drives Debian's headless Chromium through Selenium; where it
+# cannot be installed (no apt-get, not root) the test skips and says why
+.PHONY: browser
+browser: ## Install headless Chromium and its WebDriver from Debian, for the browser test
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    apt-get install -y -qq chromium chromium-driver; } || \
+	  echo "make browser: could not install chromium + chromium-driver (needs apt-get as root); the browser test will skip"
 
 test-unit: setup ## Run the fast tests only: unit, data and model (no emulators)
 	$(BIN)/python -m pytest tests/unit tests/data tests/model $(PYTEST_ARGS)

@@ -16,6 +16,12 @@ for account in "${MONITOR_SA}" "${TRIGGER_SA}" "${RETRAIN_SA}" "${MLFLOW_SA}"; d
     --member="$(sa_member "${account}")" --role=roles/storage.objectUser --format=none
 done
 
+# the dashboard only reads (the workspace under evidently/); gcsfs also looks the bucket up, hence the bucket reader
+for role in roles/storage.objectViewer roles/storage.legacyBucketReader; do
+  gcloud storage buckets add-iam-policy-binding "gs://${BUCKET}" \
+    --member="$(sa_member "${DASHBOARD_SA}")" --role="${role}" --format=none
+done
+
 log "Pub/Sub: the monitor publishes retrain requests; Pub/Sub dead-letters and signs push tokens"
 gcloud pubsub topics add-iam-policy-binding "${RETRAIN_TOPIC}" \
   --member="$(sa_member "${MONITOR_SA}")" --role=roles/pubsub.publisher --format=none
@@ -36,5 +42,9 @@ gcloud run jobs add-iam-policy-binding "${RETRAIN_JOB}" --region="${REGION}" \
   --member="$(sa_member "${TRIGGER_SA}")" --role=roles/run.jobsExecutorWithOverrides --format=none
 for member in ${PREDICT_INVOKERS}; do
   gcloud run services add-iam-policy-binding "${PREDICT_SERVICE}" --region="${REGION}" \
+    --member="${member}" --role=roles/run.invoker --format=none
+done
+for member in ${DASHBOARD_VIEWERS}; do
+  gcloud run services add-iam-policy-binding "${DASHBOARD_SERVICE}" --region="${REGION}" \
     --member="${member}" --role=roles/run.invoker --format=none
 done

@@ -22,6 +22,7 @@ ensure_account "${MONITOR_SA}" "ChurnFlow drift monitor"
 ensure_account "${TRIGGER_SA}" "ChurnFlow retrain trigger"
 ensure_account "${RETRAIN_SA}" "ChurnFlow retrain job"
 ensure_account "${MLFLOW_SA}" "ChurnFlow MLflow server"
+ensure_account "${DASHBOARD_SA}" "ChurnFlow history dashboard (Evidently UI)"
 ensure_account "${SCHEDULER_SA}" "ChurnFlow scheduler: calls the monitor"
 ensure_account "${PUSH_SA}" "ChurnFlow Pub/Sub push: calls the trigger"
 ensure_account "${DEPLOYER_SA}" "ChurnFlow deployer (CI)"
@@ -41,7 +42,7 @@ project_role "$(sa_member "${DEPLOYER_SA}")" roles/run.developer
 project_role "$(sa_member "${DEPLOYER_SA}")" roles/logging.logWriter
 
 log "the deployer may deploy revisions that run as the runtime accounts, and push images"
-for account in "${PREDICT_SA}" "${MONITOR_SA}" "${TRIGGER_SA}" "${RETRAIN_SA}"; do
+for account in "${PREDICT_SA}" "${MONITOR_SA}" "${TRIGGER_SA}" "${RETRAIN_SA}" "${DASHBOARD_SA}"; do
   gcloud iam service-accounts add-iam-policy-binding "$(sa_email "${account}")" \
     --member="$(sa_member "${DEPLOYER_SA}")" --role=roles/iam.serviceAccountUser --format=none
 done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Roll out one image tag: the predict and monitor services, the retrain job and its trigger.
+# Roll out one image tag: the predict, monitor and dashboard services, the retrain job and its trigger.
 # Run by CI on every commit to main (make deploy) and by up.sh. Usage: infra/deploy.sh TAG
 set -euo pipefail
 # shellcheck source=infra/lib.sh
@@ -70,6 +70,18 @@ deploy_service "${MONITOR_SERVICE}" --image="${MONITOR_IMAGE}:${tag}" \
   --service-account="$(sa_email "${MONITOR_SA}")" \
   --set-env-vars="$(env_vars "${common_env[@]}" "${outcomes_env[@]}")" "${vpc[@]}" \
   --ingress=all --cpu=2 --memory=2Gi --concurrency=1 --max-instances=1 --timeout=900
+
+log "dashboard ${tag}"
+# Evidently's UI over the checks' history (gs://BUCKET/evidently, written by the monitor), in the monitor's
+# image; its account can only read the bucket. Private: open it with
+#   gcloud run services proxy DASHBOARD_SERVICE --region=REGION
+# One instance: it holds the workspace's runs in memory (at most history_size, about 15 kB each).
+deploy_service "${DASHBOARD_SERVICE}" --image="${MONITOR_IMAGE}:${tag}" \
+  --command=python --args=-m,churnflow.monitoring.dashboard,--host,0.0.0.0 \
+  --service-account="$(sa_email "${DASHBOARD_SA}")" \
+  --set-env-vars="$(env_vars "CHURNFLOW_PROJECT=${PROJECT_ID}" "GOOGLE_CLOUD_PROJECT=${PROJECT_ID}" \
+    "CHURNFLOW_BUCKET=${BUCKET}")" \
+  --ingress=all --cpu=1 --memory=1Gi --max-instances=1 --timeout=60
 
 log "retrain job ${tag}"
 gcloud run jobs deploy "${RETRAIN_JOB}" --region="${REGION}" --image="${RETRAIN_IMAGE}:${tag}" \

@@ -18,7 +18,7 @@ import pytest
 from churnflow.local.stack import StackInfo, down, up
 from churnflow.settings import CommonSettings, LocalStackSettings
 
-pytest_plugins = ["fixtures_data"]
+pytest_plugins = ["fixtures_data", "fixtures_demo"]
 
 # GOOGLE_CLOUD_PROJECT too: CommonSettings reads it, and a developer's may name a real project
 ISOLATED = ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "MLFLOW_TRACKING_URI", "GOOGLE_CLOUD_PROJECT")

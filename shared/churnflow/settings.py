@@ -154,10 +154,12 @@ class LocalStackSettings(BaseSettings):
     monitor_port: int = 8081
     trigger_port: int = 8082
     scheduler_port: int = 8083
+    dashboard_port: int = 8084
     schedule_every_s: float = Field(60.0, gt=0, description="How often the local scheduler calls the monitor.")
     predict_poll_interval_s: float = Field(
         5.0, gt=0, description="How often the local predict service polls the alias."
     )
+    dashboard_refresh_s: float = Field(5.0, gt=0, description="How often the local dashboard looks for new checks.")
     startup_timeout_s: float = Field(60.0, gt=0)
 
 
@@ -261,3 +263,15 @@ class MonitorSettings(RequestTimingSettings):
         0.01, ge=0, lt=1, description="Performance rule: labelled Brier may sit this far over the expected."
     )
     report_index_size: int = Field(100, ge=1, description="Past checks kept in the report index.")
+    history_size: int = Field(
+        500,
+        ge=1,
+        description="Checks kept in the Evidently workspace's history (the oldest are deleted); the dashboard "
+        "holds them all in memory, about 0.1 MB each.",
+    )
+
+
+class DashboardSettings(CommonSettings):
+    """Settings of the history dashboard (Evidently's UI over the workspace in the bucket)."""
+
+    dashboard_refresh_s: float = Field(30.0, gt=0, description="How often the dashboard looks for new checks.")

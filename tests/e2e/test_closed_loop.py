@@ -4,33 +4,30 @@ import pytest
 
 from churnflow.local import stack
 from churnflow.monitoring.models import CheckStatus
+from churnflow.settings import CommonSettings
 from churnflow.sim import demo
+from conftest import free_ports
+from fixtures_demo import SERVICES
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def loop_stack(tmp_path):
-    """A private stack on free ports with every service, stopped after the test."""
-    from conftest import free_ports
-
-    ports = dict(
-        zip(("gcs", "pubsub", "mlflow", "predict", "monitor", "trigger", "scheduler"), free_ports(7), strict=True)
-    )
+def outcome_stack(tmp_path):
+    """A private stack on free ports with every service, for the outcome story; stopped after the test."""
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
     local = demo.demo_settings().model_copy(
-        update={"state_dir": tmp_path / "stack", **{f"{name}_port": port for name, port in ports.items()}}
+        update={"state_dir": tmp_path / "stack", **{f"{n}_port": p for n, p in ports.items()}}
     )
-    common = demo.CommonSettings(bucket="churnflow-e2e", CHURNFLOW_PROJECT="churnflow-e2e")
+    common = CommonSettings(bucket="churnflow-e2e-outcome", CHURNFLOW_PROJECT="churnflow-e2e")
     try:
         yield local, common
     finally:
         stack.down(local)
 
 
-def test_drift_retrain_promotion_and_hot_swap(loop_stack):
-    local, common = loop_stack
-    lines = []
-    result = demo.run_loop(local, common, demo.Timeline(lines.append))
+def test_drift_retrain_promotion_and_hot_swap(demo_run):
+    result, lines = demo_run.result, demo_run.lines
 
     decided = [c for c in result.checks if c.status is not CheckStatus.INSUFFICIENT_DATA]
     assert decided[0].status is CheckStatus.NO_DRIFT and decided[0].champion_version == 1
@@ -44,10 +41,11 @@ def test_drift_retrain_promotion_and_hot_swap(loop_stack):
     assert result.predict_pid_before == result.predict_pid_after
     assert result.loop_seconds is not None and result.loop_seconds > 0
     assert any("PROMOTED" in line for line in lines)
+    assert any(result.urls["drift history"] in line for line in lines)
 
 
-def test_a_change_in_who_churns_is_caught_by_the_performance_rule_and_retrained_on_recent_data(loop_stack):
-    local, common = loop_stack
+def test_a_change_in_who_churns_is_caught_by_the_performance_rule_and_retrained_on_recent_data(outcome_stack):
+    local, common = outcome_stack
     lines = []
     result = demo.run_loop(local, common, demo.Timeline(lines.append), demo.OUTCOME_STORY)
 

@@ -207,6 +207,7 @@ def record(tmp_path: Path, script: str, *args: str, existing: bool, **extra_env:
         "GITHUB_REPOSITORY": "acme/churnflow",
         "PREDICT_INVOKERS": "group:churn-apps@example.com",
         "ALERT_EMAIL": "oncall@example.com",
+        "DASHBOARD_VIEWERS": "group:ml-oncall@example.com",
         "FAKE_CLI_LOG": str(log),
         "FAKE_CLI_REAL_BQ": shutil.which("bq"),
         "CHURNFLOW_PYTHON": sys.executable,  # bigquery.sh reads the table schemas from churnflow.outcomes
@@ -265,7 +266,7 @@ def sa(name: str) -> str:
     return f"{name}@{PROJECT}.iam.gserviceaccount.com"
 
 
-ACCOUNTS = ["predict", "monitor", "trigger", "retrain", "mlflow", "scheduler", "pubsub-push", "deployer"]
+ACCOUNTS = ["predict", "monitor", "trigger", "retrain", "mlflow", "dashboard", "scheduler", "pubsub-push", "deployer"]
 
 
 def test_an_empty_project_gets_every_resource_created_once(recorded):
@@ -313,7 +314,7 @@ def test_services_are_created_private_and_later_deploys_leave_access_alone(recor
     every_arg = [arg for run in recorded.values() for args in gcloud_calls(run) for arg in args]
     assert "--allow-unauthenticated" not in every_arg
     first, later = deploys(recorded["empty"]), deploys(recorded["existing"])
-    for service in ("churnflow-predict", "churnflow-monitor", "churnflow-trigger"):
+    for service in ("churnflow-predict", "churnflow-monitor", "churnflow-trigger", "churnflow-dashboard"):
         assert "--no-allow-unauthenticated" in first[service]
         assert "--no-allow-unauthenticated" not in later[service]
     assert flag(first["churnflow-predict"], "--ingress") == "all"
@@ -330,6 +331,7 @@ def test_every_deploy_runs_the_commit_image_as_its_own_account(recorded):
         "churnflow-monitor": ("monitor", "monitor"),
         "churnflow-retrain": ("retrain", "retrain"),
         "churnflow-trigger": ("trigger", "trigger"),
+        "churnflow-dashboard": ("monitor", "dashboard"),  # Evidently's UI, in the monitor's image
     }
     found = deploys(recorded["empty"])
     assert sorted(found) == sorted(expected)
@@ -393,6 +395,14 @@ def test_services_get_the_settings_they_read(recorded):
     }
     trigger = found["churnflow-trigger"]
     assert (flag(trigger, "--command"), flag(trigger, "--args")) == ("", "")  # the image's CMD, no override
+    assert env("churnflow-dashboard") == {k: common[k] for k in ("CHURNFLOW_PROJECT", "GOOGLE_CLOUD_PROJECT")} | {
+        "CHURNFLOW_BUCKET": f"{PROJECT}-churnflow"
+    }
+    dashboard = found["churnflow-dashboard"]
+    assert (flag(dashboard, "--command"), flag(dashboard, "--args")) == (
+        "python",
+        "-m,churnflow.monitoring.dashboard,--host,0.0.0.0",
+    )
 
 
 def env_vars(value: str) -> dict[str, str]:
@@ -466,7 +476,7 @@ def test_each_account_gets_only_its_roles_on_single_resources_where_possible(rec
         (f"bigquery dataset {PROJECT}:churnflow", member("retrain"), "roles/bigquery.dataViewer"),
         *(
             (f"iam service-accounts {sa(f'churnflow-{n}')}", member("deployer"), "roles/iam.serviceAccountUser")
-            for n in ("predict", "monitor", "trigger", "retrain")
+            for n in ("predict", "monitor", "trigger", "retrain", "dashboard")
         ),
         ("artifacts repositories churnflow", member("deployer"), "roles/artifactregistry.writer"),
         (
@@ -477,6 +487,8 @@ def test_each_account_gets_only_its_roles_on_single_resources_where_possible(rec
         ("secrets churnflow-mlflow-db-uri", member("mlflow"), "roles/secretmanager.secretAccessor"),
         (bucket, member("predict"), "roles/storage.objectCreator"),
         *((bucket, member(n), "roles/storage.objectUser") for n in ("monitor", "trigger", "retrain", "mlflow")),
+        (bucket, member("dashboard"), "roles/storage.objectViewer"),
+        (bucket, member("dashboard"), "roles/storage.legacyBucketReader"),
         ("pubsub topics retrain-requests", member("monitor"), "roles/pubsub.publisher"),
         ("pubsub topics retrain-requests-dead-letter", agent, "roles/pubsub.publisher"),
         ("pubsub subscriptions retrain-requests-trigger", agent, "roles/pubsub.subscriber"),
@@ -484,6 +496,7 @@ def test_each_account_gets_only_its_roles_on_single_resources_where_possible(rec
         ("run services churnflow-monitor", member("scheduler"), "roles/run.invoker"),
         ("run services churnflow-trigger", member("pubsub-push"), "roles/run.invoker"),
         ("run services churnflow-predict", "group:churn-apps@example.com", "roles/run.invoker"),
+        ("run services churnflow-dashboard", "group:ml-oncall@example.com", "roles/run.invoker"),
         ("run jobs churnflow-retrain", member("trigger"), "roles/run.jobsExecutorWithOverrides"),
     }
     assert grants(recorded["empty"]) == expected

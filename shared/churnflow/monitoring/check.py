@@ -13,12 +13,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+from evidently.core.report import Snapshot
 from google.api_core.exceptions import GoogleAPIError
 from google.auth.exceptions import GoogleAuthError
 
 from churnflow.bus.pubsub import Publisher, pubsub_publisher
 from churnflow.core.messages import RetrainRequested
-from churnflow.monitoring import drift, metrics, policy, tracking
+from churnflow.monitoring import drift, history, metrics, policy, tracking
 from churnflow.monitoring.champion import Champion, load_champion, load_reference
 from churnflow.monitoring.errors import MonitorUnavailable
 from churnflow.monitoring.models import CheckStatus, CheckSummary, Rule, WindowStats
@@ -103,10 +104,13 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
             summary_uri=layout.gs_uri(settings.bucket, layout.summary_object(check_id)),
             trigger=RequestOutcome(action="none", reason=f"fewer than {settings.min_rows} valid rows"),
         )
+        snapshot: Snapshot | None = None
         summary = _judge_performance(settings, champion, now, summary)
         if len(sample.frame) >= settings.min_rows:
             previous = _previous_over_bar(index, champion.version)
-            summary = _assess(settings, champion, reference_loading.result(), sample, reports, summary, previous)
+            summary, snapshot = _assess(
+                settings, champion, reference_loading.result(), sample, reports, summary, previous
+            )
         elif summary.performance_decision and summary.performance_decision.degraded:
             html = f"<!doctype html><html><body>{performance_section(summary)}</body></html>"
             summary = summary.model_copy(update={"report_uri": reports.write_report(check_id, html)})
@@ -120,6 +124,7 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
         )
         summary = summary.model_copy(update={"trigger": outcome})
     summary = summary.model_copy(update={"mlflow_run_id": tracking.log_check(settings, summary)})
+    history.record_check(settings, summary, snapshot)
     summary = summary.model_copy(update={"duration_s": round(time.perf_counter() - started, 3)})
     reports.write_summary(summary)
     reports.record(summary, settings.report_index_size)
@@ -160,7 +165,7 @@ def _assess(
     reports: ReportStore,
     summary: CheckSummary,
     previous_over_bar: frozenset[Rule],
-) -> CheckSummary:
+) -> tuple[CheckSummary, Snapshot]:
     """Evidently on the sample vs the champion's reference, the policy's decision, the stored HTML report."""
     current = drift.with_prediction(sample.frame, champion.scorer)
     result, snapshot = drift.score_columns(reference, current, drift.DriftConfig.from_settings(settings))
@@ -172,12 +177,13 @@ def _assess(
     )
     summary = summary.model_copy(update={"decision": decision})
     html = snapshot.get_html_str(as_iframe=False).replace("<body>", f"<body>{performance_section(summary)}", 1)
-    return summary.model_copy(
+    assessed = summary.model_copy(
         update={
             "report_uri": reports.write_report(summary.check_id, html),
             "trigger": RequestOutcome(action="none", reason="no rule fired"),
         }
     )
+    return assessed, snapshot
 
 
 def retrain_request(summary: CheckSummary) -> RetrainRequested | None:

@@ -292,4 +292,9 @@ def parse_snapshot(snapshot: Mapping[str, Any], current_rows: int, reference_row
 def score_columns(reference: pd.DataFrame, current: pd.DataFrame, config: DriftConfig) -> tuple[DriftResult, Snapshot]:
     """Run the check's report on frames that carry the features and the prediction; the result and the snapshot."""
     snapshot = run_report(reference, current, config)
-    return parse_snapshot(snapshot.dict(), len(current), len(reference)), snapshot
+    result = parse_snapshot(snapshot.dict(), len(current), len(reference))
+    rates = {
+        "predicted_churn_rate": float(current[request_log.PROBABILITY].mean()),
+        "reference_churn_rate": float(reference[request_log.PROBABILITY].mean()),
+    }
+    return result.model_copy(update=rates), snapshot

@@ -34,6 +34,8 @@ class DriftResult(_Frozen):
     drift_share: float = Field(description="Share of the feature columns Evidently flags.")
     current_rows: int
     reference_rows: int
+    predicted_churn_rate: float | None = Field(None, description="Mean churn probability the champion gave the window.")
+    reference_churn_rate: float | None = Field(None, description="The same over the champion's reference rows.")
 
     def column(self, name: str) -> ColumnDrift:
         """The result of one column, by name."""

@@ -32,9 +32,13 @@ def summary_metrics(summary: CheckSummary) -> dict[str, float]:
         metrics["prediction_drift"] = summary.decision.prediction_score
         metrics["noise_floor"] = summary.decision.noise_floor
         metrics.update({f"score.{c.column}": c.score for c in summary.drift.columns})
+        rates = {"predicted_churn_rate": summary.drift.predicted_churn_rate}
+        rates["reference_churn_rate"] = summary.drift.reference_churn_rate
+        metrics.update({name: value for name, value in rates.items() if value is not None})
     if summary.performance is not None:
         metrics["labelled.rows"] = float(summary.performance.rows)
         metrics["labelled.accuracy"] = summary.performance.accuracy
+        metrics["labelled.churn_rate"] = summary.performance.churn_rate
         optional = {"roc_auc": summary.performance.roc_auc, "brier": summary.performance.brier}
         optional["mean_probability"] = summary.performance.mean_probability
         metrics.update({f"labelled.{name}": value for name, value in optional.items() if value is not None})

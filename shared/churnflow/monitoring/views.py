@@ -35,6 +35,7 @@ def index_page(index: ReportIndex, shown: str | None, link: str = "view_report")
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>ChurnFlow drift checks</title>"
+        "<link rel='icon' href='data:,'>"  # no icon: the browser asks for none (no /favicon.ico 404)
         f"<style>{_STYLE}</style></head><body><h1>ChurnFlow drift checks</h1>"
         "<table><tr><th>checked</th><th>verdict</th><th>drift share</th><th>rules fired</th>"
         f"<th>champion</th><th>rows</th><th></th></tr>{rows}</table>{frame}</body></html>"

@@ -7,13 +7,16 @@ bodies are parsed strictly (`guard.GuardedRoute`). `probes` are public; `service
 and `docs` need the bearer token when one is configured, like `predictions`.
 """
 
+import importlib.util
 import time
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 
 from churnflow.serving import scoring
 from churnflow.serving.contract import (
@@ -39,6 +42,13 @@ from churnflow.serving.guard import GuardedRoute
 
 JSON = "application/json"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+DOCS_ASSETS = "/docs/assets"
+_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "redoc.standalone.js": "text/javascript",
+    "favicon.png": "image/png",
+}
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Bearer token missing or wrong (only when one is configured)."}
 }
@@ -134,11 +144,41 @@ async def openapi(request: Request) -> JSONResponse:
 
 @docs.get("/docs")
 async def swagger(request: Request) -> HTMLResponse:
-    """Swagger UI over the spec."""
-    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} - Swagger UI")
+    """Swagger UI over the spec, its assets served from here (no CDN)."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title=f"{request.app.title} - Swagger UI",
+        swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+    )
 
 
 @docs.get("/redoc")
 async def redoc(request: Request) -> HTMLResponse:
-    """ReDoc over the spec."""
-    return get_redoc_html(openapi_url="/openapi.json", title=f"{request.app.title} - ReDoc")
+    """ReDoc over the spec, its assets served from here (no CDN, no web fonts)."""
+    return get_redoc_html(
+        openapi_url="/openapi.json",
+        title=f"{request.app.title} - ReDoc",
+        redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+        redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        with_google_fonts=False,
+    )
+
+
+@docs.get(DOCS_ASSETS + "/{name}")
+async def docs_asset(name: str) -> FileResponse:
+    """One of the pages' assets, by its exact name (any other name is a 404)."""
+    media_type = _ASSETS.get(name)
+    if media_type is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such asset")
+    return FileResponse(_asset_dir() / name, media_type=media_type, headers={"Cache-Control": "max-age=86400"})
+
+
+@cache
+def _asset_dir() -> Path:
+    """The Swagger UI and ReDoc files bundled by the fastapi-offline wheel (found without importing it)."""
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("fastapi-offline is not installed (the serve extra)")
+    return Path(spec.origin).parent / "static"

@@ -32,6 +32,7 @@ import pandas as pd
 
 from churnflow.core import schema
 from churnflow.local import stack
+from churnflow.monitoring import history
 from churnflow.monitoring.models import CheckStatus, CheckSummary
 from churnflow.outcomes.label_import import LabelImport, import_labels
 from churnflow.retraining.job import RetrainOutcome
@@ -114,7 +115,10 @@ def run_loop(
     """
     say = timeline.say
     result = LoopResult()
-    say("Starting the local stack: GCS emulator, Pub/Sub emulator, MLflow, predict, monitor, trigger, scheduler")
+    say(
+        "Starting the local stack: GCS emulator, Pub/Sub emulator, MLflow, predict, monitor, trigger, scheduler, "
+        "dashboard"
+    )
     info = stack.up(local, common, stack.APPS)
     urls = {name: record.url for name, record in info.services.items()}
     result.urls = {
@@ -123,6 +127,7 @@ def run_loop(
         "drift reports": f"{urls['monitor']}/view_report",
         "predict metrics": f"{urls['predict']}/metrics",
         "monitor metrics": f"{urls['monitor']}/metrics",
+        "drift history": f"{urls['dashboard']}/projects/{history.project_id(common.model_name)}",
     }
     with exported(info.env()):  # the in-process training and GCS reads talk to this stack
         return _loop(local, common, timeline, info, result, story)
@@ -287,6 +292,8 @@ def _loop(
     result.failed_requests = list(prober.failures)
     after = stack.load_info(local)
     result.predict_pid_after = after.services["predict"].pid if after else 0
+    result.urls["champion run"] = champion_run_url(urls["mlflow"], common.model_name, common.champion_alias)
+    say(f"Drift and performance history of the {len(result.checks)} checks: {result.urls['drift history']}")
     say(
         f"Steady probe during the whole run: {sum(prober.versions.values())} requests, "
         f"{len(prober.failures)} failed, versions served {dict(sorted(prober.versions.items()))}"
@@ -302,6 +309,15 @@ def _import_once_logged(settings: CommonSettings, labels_file: Path) -> LabelImp
         if all("unknown request id" in text for text in error.errors):
             return None
         raise
+
+
+def champion_run_url(mlflow_url: str, model_name: str, alias: str) -> str:
+    """The MLflow UI page of the training run of the model version the alias points at."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_url)
+    run = client.get_run(str(client.get_model_version_by_alias(model_name, alias).run_id))
+    return f"{mlflow_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
 def demo_settings() -> LocalStackSettings:

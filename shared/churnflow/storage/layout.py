@@ -23,6 +23,7 @@ REPORTS_PREFIX = "reports/"
 CHECKS_PREFIX = f"{REPORTS_PREFIX}checks/"
 REPORT_INDEX = f"{REPORTS_PREFIX}index.json"
 LATEST_REPORT = f"{REPORTS_PREFIX}latest.json"
+EVIDENTLY_WORKSPACE_PREFIX = "evidently"
 STATE_PREFIX = "state/"
 RETRAIN_LOCK = f"{STATE_PREFIX}retrain-lock.json"
 MESSAGES_PREFIX = f"{STATE_PREFIX}messages/"
@@ -75,6 +76,11 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
 def reference_object(fingerprint: str) -> str:
     """The training rows (features + target) of a model, keyed by their data fingerprint."""
     return f"{REFERENCE_PREFIX}{token(fingerprint)}.parquet"
+
+
+def evidently_workspace_uri(bucket: str) -> str:
+    """The Evidently Workspace of the drift and performance history (a directory of projects and runs)."""
+    return gs_uri(bucket, EVIDENTLY_WORKSPACE_PREFIX)
 
 
 def mlflow_artifacts_uri(bucket: str) -> str:

@@ -44,6 +44,8 @@ def test_every_app_gets_the_client_env_plus_its_own():
         "CHURNFLOW_JOB_LOG_DIR": "/tmp/state",
     }
     assert specs["trigger"].ready_status == 405
+    assert specs["dashboard"].env == common | {"CHURNFLOW_DASHBOARD_REFRESH_S": "5"}
+    assert specs["dashboard"].argv[1:3] == ["-m", "churnflow.monitoring.dashboard"]
 
 
 def test_mlflow_server_reaches_the_gcs_emulator_and_runs_no_jobs():

@@ -64,7 +64,10 @@ def test_check_report_gives_plain_evidentlys_scores_and_verdicts(dataset, traini
     config = drift.DriftConfig()
     result, snapshot = drift.score_columns(reference, current, config)
     plain = drift.preset_report(reference, current, config).dict()
-    assert result == drift.parse_snapshot(plain, 2000, 5634)  # every score, method, threshold and verdict
+    rates = {"predicted_churn_rate": None, "reference_churn_rate": None}  # computed beside the report
+    assert result.model_copy(update=rates) == drift.parse_snapshot(plain, 2000, 5634)  # every score and verdict
+    assert result.predicted_churn_rate == pytest.approx(current["churn_probability"].mean())
+    assert result.reference_churn_rate == pytest.approx(reference["churn_probability"].mean())
     (count,) = [m["value"] for m in plain["metrics"] if m["config"]["type"] == DriftedColumnsCount.__get_type__()]
     assert (result.drifted_features, result.drift_share) == (count["count"], count["share"])
     types = [m["config"]["type"] for m in snapshot.dict()["metrics"]]
@@ -76,7 +79,8 @@ def test_parsing_ignores_the_order_of_metrics_and_tests(measured):
     shuffled = snapshot.dict()
     random.Random(3).shuffle(shuffled["metrics"])
     random.Random(4).shuffle(shuffled["tests"])
-    assert drift.parse_snapshot(shuffled, 1000, 5634) == result
+    rates = {"predicted_churn_rate": None, "reference_churn_rate": None}
+    assert drift.parse_snapshot(shuffled, 1000, 5634) == result.model_copy(update=rates)
 
 
 def test_parsing_refuses_a_snapshot_without_a_column(measured):

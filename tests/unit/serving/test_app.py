@@ -311,6 +311,19 @@ def test_openapi_documents_the_predict_contract(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_docs_pages_load_their_assets_from_the_service_itself(client):
+    for page, assets in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+        html = client.get(page).text
+        assert "cdn." not in html and "fonts.googleapis" not in html, page
+        for name in assets:
+            assert f"/docs/assets/{name}" in html
+            served = client.get(f"/docs/assets/{name}")
+            assert served.status_code == 200 and len(served.content) > 100_000, name
+    assert client.get("/docs/assets/favicon.png").headers["content-type"] == "image/png"
+    for name in ("core.py", "..%2F__init__.py", "%2e%2e%2fcore.py", "../consts.py"):
+        assert client.get(f"/docs/assets/{name}").status_code == 404, name
+
+
 def test_openapi_states_the_configured_batch_limit(make_client):
     spec = make_client(max_batch=50).get("/openapi.json").json()
     assert spec["components"]["schemas"]["BatchRequest"]["properties"]["customers"]["maxItems"] == 50

@@ -59,7 +59,7 @@ def test_config_derives_names_from_the_project_and_region():
 def test_service_account_ids_are_valid_and_distinct():
     values = config()
     accounts = [value for name, value in values.items() if name.endswith("_SA")]
-    assert len(accounts) == len(set(accounts)) == 8
+    assert len(accounts) == len(set(accounts)) == 9
     assert all(re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", account) for account in accounts)
 
 
