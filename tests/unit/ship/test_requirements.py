@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 from churnflow.settings import REPO_ROOT
 
-TRAINING_ONLY = {"scikit-learn", "pandas", "mlflow", "evidently", "scipy", "pyarrow"}
+TRAINING_ONLY = {"scikit-learn", "pandas", "mlflow", "mlflow-skinny", "evidently", "scipy", "pyarrow"}
 
 
 def load_generator():
