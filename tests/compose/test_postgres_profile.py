@@ -7,11 +7,10 @@ import os
 import re
 
 import pytest
+from compose_project import COMPOSE_FILE, engine, new_project, project_factory  # noqa: F401
 from mlflow import MlflowClient
 
 from churnflow.settings import REPO_ROOT
-
-from .conftest import COMPOSE_FILE, new_project
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -25,7 +24,7 @@ def test_the_readme_and_the_compose_file_document_the_same_uri():
     assert documented_uri(REPO_ROOT / "README.md") == documented_uri(COMPOSE_FILE)
 
 
-def test_mlflow_keeps_its_registry_in_postgres(project_factory):
+def test_mlflow_keeps_its_registry_in_postgres(project_factory):  # noqa: F811 (the imported fixture)
     project = new_project(
         f"churnflow-test-pg-{os.getpid()}",
         profiles=("postgres",),

@@ -13,14 +13,13 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from compose_project import ComposeProject, dangling_images, engine, new_project, project_factory  # noqa: F401
 from google.cloud import pubsub_v1
 from mlflow import MlflowClient
 
 from churnflow.core.messages import RetrainRequested
 from churnflow.core.schema import EXAMPLE_CUSTOMER
 from churnflow.storage import gcs, layout
-
-from .conftest import ComposeProject, dangling_images, new_project
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -29,7 +28,7 @@ IMAGES = ("churnflow/predict:local", "churnflow/monitor:local", "churnflow/retra
 
 
 @pytest.fixture(scope="module")
-def stack(project_factory) -> dict:
+def stack(project_factory) -> dict:  # noqa: F811 (the imported fixture)
     """The project built and up (every service healthy, `init` done), with what the build printed."""
     project = new_project(f"churnflow-test-{os.getpid()}")
     project_factory.append(project)

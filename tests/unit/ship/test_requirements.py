@@ -92,6 +92,13 @@ def test_lean_images_install_no_training_package_even_indirectly(requirements, k
     assert installed & TRAINING_ONLY == set()
 
 
+def test_the_retrain_image_installs_every_package_a_logged_model_pins():
+    from churnflow.registry.write import pip_requirements
+
+    pinned = {canonicalize_name(line.split("==")[0]) for line in pip_requirements()}
+    assert pinned <= closure(requirement_lines("functions/retrain/requirements.txt"))
+
+
 def test_predict_image_gets_its_fast_server_stack():
     assert {"uvloop", "httptools", "numpy"} <= closure(requirement_lines("functions/predict/requirements.txt"))
 

@@ -1,4 +1,6 @@
-"""docker-compose.local.yml on a real Docker engine (`make test-compose`, which starts one when it can).
+"""Helpers and fixtures of the compose tests (imported by name: a conftest.py here would shadow the root one).
+
+docker-compose.local.yml on a real Docker engine (`make test-compose`, which starts one when it can).
 
 Each module brings up its own compose project on free loopback ports (CHURNFLOW_LOCAL_<SERVICE>_PORT, as
 for `churnflow local up`) and takes it down with its volumes. Not part of `make test`: it needs an engine,
@@ -95,7 +97,7 @@ def dangling_images() -> set[str]:
     return set(docker("images", "--quiet", "--filter", "dangling=true").stdout.split())
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def engine() -> None:
     """Skip the whole directory, with the reason, when no engine answers."""
     try:
