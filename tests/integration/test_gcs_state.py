@@ -1,12 +1,17 @@
 """Conditional writes and compare-and-swap on the real GCS emulator: the primitives behind locks and state."""
 
+import subprocess
+import time
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pydantic import BaseModel
 
+from churnflow.local.services import fake_gcs_binary
 from churnflow.storage import gcs
+from conftest import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +86,34 @@ def test_compare_and_swap_may_leave_the_object_and_gives_up_under_endless_conten
 def test_json_objects_stay_valid_json(stack_env):
     with pytest.raises(ValueError):
         gcs.write_json("test", stack_env["CHURNFLOW_BUCKET"], "state/nan.json", {"x": float("nan")}, 0)
+
+
+@pytest.fixture
+def gcs_behind_another_name(tmp_path, monkeypatch):
+    """fake-gcs-server as compose runs it: objects' mediaLink names a host (`gcs`) this process cannot resolve."""
+    [port] = free_ports(1)
+    argv = [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port)]
+    argv += ["-backend", "memory", "-external-url", f"http://gcs.invalid:{port}"]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_json_objects_are_read_through_the_clients_endpoint_not_the_media_link(gcs_behind_another_name):
+    gcs.ensure_bucket("p", "behind")
+    gcs.write_json("p", "behind", "state.json", {"a": 1}, 0)
+    blob = gcs.client("p").bucket("behind").get_blob("state.json")
+    assert blob.media_link.startswith("http://gcs.invalid:")  # the emulator names the other host...
+    assert gcs.read_json("p", "behind", "state.json") == ({"a": 1}, blob.generation)  # ...and the read works

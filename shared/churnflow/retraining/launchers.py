@@ -77,7 +77,11 @@ class CloudRunJobLauncher:
 
 
 class SubprocessLauncher:
-    """Runs the job as a local process with the same environment a Cloud Run execution would get."""
+    """Runs the job as a local process with the same environment a Cloud Run execution would get.
+
+    Its output goes to `log_dir`/retrain-job.log, or with no log dir to this process's own stdout (in a
+    container: the trigger's log, as `docker compose logs` shows it).
+    """
 
     def __init__(self, argv: Sequence[str] | None = None, log_dir: Path | None = None):
         self.argv = list(argv or [sys.executable, str(JOB_ENTRY_POINT)])
@@ -85,7 +89,7 @@ class SubprocessLauncher:
 
     def launch(self, env: Mapping[str, str]) -> str:
         """Start the job detached (its own session); returns its PID."""
-        output: int | IO[bytes] = subprocess.DEVNULL
+        output: IO[bytes] | None = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             output = (self.log_dir / "retrain-job.log").open("ab")
@@ -96,7 +100,7 @@ class SubprocessLauncher:
         except OSError as error:
             raise LaunchError(f"could not start {self.argv[0]}: {error}") from error
         finally:
-            if not isinstance(output, int):
+            if output is not None:
                 output.close()
         threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
         log.info("retrain job started as pid %s", process.pid)

@@ -66,11 +66,15 @@ class Contention(RuntimeError):
 
 def read_json(project: str, bucket: str, name: str) -> tuple[Any, int]:
     """A JSON object's value and generation; (None, 0) when it does not exist."""
-    blob = client(project).bucket(bucket).get_blob(name)
+    handle = client(project).bucket(bucket)
+    blob = handle.get_blob(name)
     if blob is None:
         return None, 0
+    # downloaded by name through the client's endpoint, not the metadata's mediaLink: an emulator reached
+    # under another host name (compose's `gcs`) writes that name into the link
     try:
-        return json.loads(blob.download_as_bytes(if_generation_match=blob.generation)), int(blob.generation)
+        data = handle.blob(name).download_as_bytes(if_generation_match=blob.generation)
+        return json.loads(data), int(blob.generation)
     except exceptions.PreconditionFailed as error:
         raise PreconditionFailed(f"gs://{bucket}/{name} changed while being read") from error
 

@@ -1,6 +1,7 @@
 """Launchers start one job execution with the message passed as environment overrides."""
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -91,6 +92,15 @@ def test_subprocess_launcher_passes_the_environment(tmp_path):
             break
         time.sleep(0.05)
     assert out.read_text() == "hello"
+
+
+def test_subprocess_launcher_without_a_log_dir_writes_to_the_triggers_own_output():
+    # the compose trigger: the job's lines must reach the container's log, not a file inside it
+    job = [sys.executable, "-c", "print('job line')"]
+    trigger = f"from churnflow.retraining.launchers import SubprocessLauncher; SubprocessLauncher({job!r}).launch({{}})"
+    result = subprocess.run([sys.executable, "-c", trigger], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "job line" in result.stdout
 
 
 def test_subprocess_launcher_reports_a_missing_program(tmp_path):

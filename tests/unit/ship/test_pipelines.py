@@ -62,7 +62,21 @@ def test_workflow_steps_only_call_existing_make_targets(workflow):
 
 def test_ci_runs_lint_and_the_full_suite_on_pushes_and_pull_requests():
     assert set(CI["on"]) == {"push", "pull_request"}
-    assert sorted(run_steps(CI)) == ["make lint", "make test"]
+    assert sorted(run_steps(CI)) == ["make lint", "make test", "make test-compose"]
+
+
+def test_the_ci_script_runs_the_compose_test_after_the_suite():
+    steps = [line.split()[:2] for line in (REPO_ROOT / ".ci/run").read_text().splitlines() if line.startswith("make ")]
+    assert steps == [["make", "test"], ["make", "test-compose"], ["make", "lint"]]
+
+
+def test_dependabot_watches_the_declared_ranges_every_dockerfile_and_the_workflows():
+    updates = yaml.safe_load((REPO_ROOT / ".github/dependabot.yml").read_text())["updates"]
+    by_ecosystem = {update["package-ecosystem"]: update for update in updates}
+    assert set(by_ecosystem) == {"pip", "docker", "github-actions"}
+    assert by_ecosystem["pip"]["directory"] == "/"  # pyproject.toml: the ranges the locks come from
+    dockerfiles = {"/" + str(path.parent.relative_to(REPO_ROOT)) for path in REPO_ROOT.glob("*/*/Dockerfile")}
+    assert set(by_ecosystem["docker"]["directories"]) == dockerfiles
 
 
 def test_ci_installs_the_pubsub_emulator_it_tests_against():

@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 from churnflow.settings import REPO_ROOT
 
-TRAINING_ONLY = {"scikit-learn", "pandas", "mlflow", "evidently", "scipy", "pyarrow"}
+TRAINING_ONLY = {"scikit-learn", "pandas", "mlflow", "mlflow-skinny", "evidently", "scipy", "pyarrow"}
 
 
 def load_generator():
@@ -90,6 +90,13 @@ def test_lean_images_install_no_training_package_even_indirectly(requirements, k
     installed = closure(requirement_lines(requirements))
     assert key_packages | {"pydantic", "google-api-core"} <= installed
     assert installed & TRAINING_ONLY == set()
+
+
+def test_the_retrain_image_installs_every_package_a_logged_model_pins():
+    from churnflow.registry.write import pip_requirements
+
+    pinned = {canonicalize_name(line.split("==")[0]) for line in pip_requirements()}
+    assert pinned <= closure(requirement_lines("functions/retrain/requirements.txt"))
 
 
 def test_predict_image_gets_its_fast_server_stack():
