@@ -60,8 +60,8 @@ def loop(stack_env, story, tmp_path):
         f"{r['request_id']},{churn},2026-11-20T00:00:00Z" for r, churn in zip(records, traffic["Churn"], strict=True)
     ]
     labels_file.write_text("\n".join(lines) + "\n")
-    uri, count = import_labels(settings, labels_file)
-    assert count == len(traffic) and uri.startswith(f"gs://{bucket}/labels/")
+    stored = import_labels(settings, labels_file)
+    assert stored.labels == len(traffic) and stored.uri.startswith(f"gs://{bucket}/labels/")
     return settings, v1, client
 
 
