@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnflow.outcomes import queries, tables
-from churnflow.outcomes.engine import Engine, open_engine
+from churnflow.outcomes.engine import Engine, filesystem, open_engine
 from churnflow.settings import CommonSettings
 from churnflow.storage import gcs, labels, layout
 
@@ -121,8 +121,6 @@ def _load(con: duckdb.DuckDBPyConnection, settings: CommonSettings, source: str)
 
 def _open(settings: CommonSettings, source: str) -> Any:
     if source.startswith("gs://"):
-        from churnflow.outcomes.engine import filesystem
-
         return filesystem(settings).open(source, "rb")
     return open(source, "rb")  # noqa: SIM115 - the caller closes it
 
