@@ -67,6 +67,7 @@ def import_labels(settings: CommonSettings, source: str | Path, now: datetime | 
     key = layout.import_key(now, uuid.uuid4().hex[:12])
     with tempfile.TemporaryDirectory(prefix="churnflow-import-") as tmp, duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET preserve_insertion_order = false")  # every read of the file's rows orders by row
         con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
         con.execute(f"SET temp_directory = '{Path(tmp) / 'spill'}'")
         _load(con, settings, str(source))
@@ -110,6 +111,7 @@ def _load(con: duckdb.DuckDBPyConnection, settings: CommonSettings, source: str)
           request_id IS NULL OR churned IS NULL OR observed_at IS NULL AS incomplete
         FROM file
     """)
+    con.execute("DROP TABLE file")
     con.execute("""
         CREATE TABLE pending AS
         SELECT id AS request_id, churned_value AS churned, observed_value AS observed_at, row FROM checked
