@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnflow.outcomes import queries, tables
-from churnflow.outcomes.engine import Engine, open_engine
+from churnflow.outcomes.engine import Engine, filesystem, open_engine
 from churnflow.settings import CommonSettings
 from churnflow.storage import gcs, labels, layout
 
@@ -67,6 +67,7 @@ def import_labels(settings: CommonSettings, source: str | Path, now: datetime | 
     key = layout.import_key(now, uuid.uuid4().hex[:12])
     with tempfile.TemporaryDirectory(prefix="churnflow-import-") as tmp, duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET preserve_insertion_order = false")  # every read of the file's rows orders by row
         con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
         con.execute(f"SET temp_directory = '{Path(tmp) / 'spill'}'")
         _load(con, settings, str(source))
@@ -110,6 +111,7 @@ def _load(con: duckdb.DuckDBPyConnection, settings: CommonSettings, source: str)
           request_id IS NULL OR churned IS NULL OR observed_at IS NULL AS incomplete
         FROM file
     """)
+    con.execute("DROP TABLE file")
     con.execute("""
         CREATE TABLE pending AS
         SELECT id AS request_id, churned_value AS churned, observed_value AS observed_at, row FROM checked
@@ -121,8 +123,6 @@ def _load(con: duckdb.DuckDBPyConnection, settings: CommonSettings, source: str)
 
 def _open(settings: CommonSettings, source: str) -> Any:
     if source.startswith("gs://"):
-        from churnflow.outcomes.engine import filesystem
-
         return filesystem(settings).open(source, "rb")
     return open(source, "rb")  # noqa: SIM115 - the caller closes it
 
