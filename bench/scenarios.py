@@ -301,8 +301,8 @@ def markdown(drift_rows: list[dict], labelled_rows: list[dict], seeds: int, weig
         f"**Labelled cells** ({seeds} seeds a cell; {RECENT_ROWS} labelled requests, the newest {LABELS} in the "
         f"monitor's look-back; scored on {NEWEST_ROWS} newest requests):",
         "",
-        "| cell | labelled AUC (drop) | performance alarm (when drop ≥ 0.05) | drift alarm | promoted / ties | gate violations | "
-        "AUC champion → promoted (recent-only) | Brier champion → promoted (recent-only) | "
+        "| cell | labelled AUC (drop) | performance alarm (when drop ≥ 0.05) | drift alarm | promoted / ties | "
+        "gate violations | AUC champion → promoted (recent-only) | Brier champion → promoted (recent-only) | "
         "worst promoted/recent-only Brier | promoted worse than champion |",
         "|---|---:|---:|---:|---:|---:|---|---|---:|---:|",
     ]
