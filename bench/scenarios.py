@@ -357,9 +357,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--weights", action="store_true", help="also compare base-row weightings (slower)")
-    parser.add_argument("--only", default="", help="run only the cells whose name contains this")
+    parser.add_argument("--only", default="", help="run only the cells whose name contains one of these (a,b,…)")
     args = parser.parse_args()
-    run(args.seeds, args.weights, lambda name: args.only in name)
+    wanted = args.only.split(",")
+    run(args.seeds, args.weights, lambda name: any(text in name for text in wanted))
     return 0
 
 
