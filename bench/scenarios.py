@@ -263,6 +263,9 @@ def labelled_cell(
     summary: dict[str, Any] = {
         "seeds": len(rows),
         "perf_alarm": int(table["perf_fired"].sum()),
+        # the detection target: windows whose labelled AUC fell ≥ 0.05 below the expected
+        "dropped_0.05": int((table["auc_drop"] >= 0.05).sum()),
+        "perf_alarm_when_dropped_0.05": int(table.loc[table["auc_drop"] >= 0.05, "perf_fired"].sum()),
         "drift_alarm": int(table["drift_fired"].sum()),
         "labelled_auc": round(float(table["labelled_auc"].mean()), 3),
         "auc_drop": round(float(table["auc_drop"].mean()), 3),
@@ -298,14 +301,15 @@ def markdown(drift_rows: list[dict], labelled_rows: list[dict], seeds: int, weig
         f"**Labelled cells** ({seeds} seeds a cell; {RECENT_ROWS} labelled requests, the newest {LABELS} in the "
         f"monitor's look-back; scored on {NEWEST_ROWS} newest requests):",
         "",
-        "| cell | labelled AUC (drop) | performance alarm | drift alarm | promoted / ties | gate violations | "
-        "AUC champion → promoted (recent-only) | Brier champion → promoted (recent-only) | "
+        "| cell | labelled AUC (drop) | performance alarm (when drop ≥ 0.05) | drift alarm | promoted / ties | "
+        "gate violations | AUC champion → promoted (recent-only) | Brier champion → promoted (recent-only) | "
         "worst promoted/recent-only Brier | promoted worse than champion |",
         "|---|---:|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for row in labelled_rows:
         lines.append(
-            f"| {row['cell']} | {row['labelled_auc']:.3f} ({row['auc_drop']:+.3f}) | {row['perf_alarm']} | "
+            f"| {row['cell']} | {row['labelled_auc']:.3f} ({row['auc_drop']:+.3f}) | {row['perf_alarm']} "
+            f"({row['perf_alarm_when_dropped_0.05']}/{row['dropped_0.05']}) | "
             f"{row['drift_alarm']} | {row['promoted']} / {row['ties']} | {row['gate_violations']} | "
             f"{row['champion_auc']:.3f} → {row['promoted_auc']:.3f} ({row['recent_only_auc']:.3f}) | "
             f"{row['champion_brier']:.4f} → {row['promoted_brier']:.4f} ({row['recent_only_brier']:.4f}) | "
@@ -353,9 +357,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--weights", action="store_true", help="also compare base-row weightings (slower)")
-    parser.add_argument("--only", default="", help="run only the cells whose name contains this")
+    parser.add_argument("--only", default="", help="run only the cells whose name contains one of these (a,b,…)")
     args = parser.parse_args()
-    run(args.seeds, args.weights, lambda name: args.only in name)
+    wanted = args.only.split(",")
+    run(args.seeds, args.weights, lambda name: any(text in name for text in wanted))
     return 0
 
 

@@ -96,14 +96,14 @@ class RetrainSettings(TrainSettings, RequestTimingSettings):
         0.75, gt=0, lt=1, description="Gate without a champion: the challenger's base-check AUC must reach this."
     )
     auc_tolerance: float = Field(
-        0.005,
+        0.01,
         ge=0,
         lt=0.5,
         description="Gate: out-of-time AUC may be this much below the champion's; a gain up to it is a tie.",
     )
     brier_tolerance: float = Field(0.0005, ge=0, lt=1, description="Gate: a Brier gain up to this is a tie.")
     base_auc_tolerance: float = Field(
-        0.10, ge=0, lt=0.5, description="Gate: base-check AUC may be this much below the champion's (collapse guard)."
+        0.15, ge=0, lt=0.5, description="Gate: base-check AUC may be this much below the champion's (collapse guard)."
     )
     gain_z: float = Field(
         2.0, ge=0, description="Gate: a Brier gain counts beyond this many standard errors of the paired difference."
@@ -251,7 +251,7 @@ class MonitorSettings(RequestTimingSettings):
         1000, ge=1, description="Performance rule: fewer labelled requests in the look-back decide nothing."
     )
     performance_confidence: float = Field(
-        0.995, gt=0.5, lt=1, description="Performance rule: one-sided confidence of each bound (label noise)."
+        0.999, gt=0.5, lt=1, description="Performance rule: one-sided confidence of each bound (label noise)."
     )
     performance_auc_margin: float = Field(
         0.0, ge=0, lt=0.5, description="Performance rule: labelled AUC may sit this far under the expected."

@@ -36,7 +36,7 @@ class PerformancePolicy:
     """The rule's thresholds (see the module docstring)."""
 
     min_labels: int = 1000
-    confidence: float = 0.995
+    confidence: float = 0.999
     auc_margin: float = 0.0
     calibration_margin: float = 0.02
     brier_margin: float = 0.01

@@ -17,7 +17,8 @@ m reference rows: distance scores of small windows fluctuate by about √(1/n + 
 floor keeps those from firing rules that single columns can fire. For large windows it is below
 Evidently's own thresholds and changes nothing.
 
-Persistence: a rule whose statistic clears its bar by less than `persistence_margin` (relative) fires
+Persistence: a rule whose statistic clears its bar by less than `persistence_margin` (relative; for
+`importance`: unless the columns that clear their own bars by the margin carry the weight alone) fires
 only if it was over its bar in the previous decided check of the same champion too (`previous_over_bar`,
 kept in the report index in GCS); a shift sitting on a threshold then no longer flips the decision from
 window to window, and a clear shift fires at once.
@@ -76,28 +77,34 @@ def assess_drift(
 ) -> DriftDecision:
     """Apply the four rules to a drift result; `importance` is CompiledScorer.feature_importance()."""
     floor = noise_floor(result.current_rows, result.reference_rows, policy.noise_factor)
+    clear = 1 + policy.persistence_margin
     shares = importance_shares(importance)
     counted = tuple(c.column for c in result.features if c.drifted and c.score >= floor)
     weight = sum(shares.get(name, 0.0) for name in counted)
+    # the weight of the columns that clear their own bar by the margin: what fires `importance` at once
+    clear_weight = sum(shares.get(c.column, 0.0) for c in result.features if c.score >= clear * max(c.threshold, floor))
     used = [c for c in result.features if shares.get(c.column, 0.0) >= policy.feature_share]
     strongest = max(used, key=lambda c: c.score / max(c.threshold, floor), default=None)
     feature_ratio = strongest.score / max(strongest.threshold, floor) if strongest else 0.0
     prediction = next(c for c in result.columns if c.kind == "prediction")
     prediction_bar = max(policy.prediction_threshold, floor)
-    # each rule: its statistic over its bar (≥ 1: over the bar) and what it compared
+    # each rule: over its bar, over it by the persistence margin, and what it compared
     checks = {
         Rule.SHARE: (
-            result.drift_share / policy.drift_share,
+            result.drift_share >= policy.drift_share,
+            result.drift_share >= clear * policy.drift_share,
             f"{result.drifted_features} of {len(result.features)} features drifted "
             f"(share {result.drift_share:.2f}, rule ≥ {policy.drift_share:.2f})",
         ),
         Rule.IMPORTANCE: (
-            weight / policy.importance_share,
+            weight >= policy.importance_share,
+            clear_weight >= policy.importance_share,
             f"drifted features {', '.join(counted) or 'none'} carry {weight:.2f} of the champion's "
             f"importance (rule ≥ {policy.importance_share:.2f})",
         ),
         Rule.FEATURE: (
-            feature_ratio,
+            feature_ratio >= 1,
+            feature_ratio >= clear,
             "strongest shift in a feature the champion uses: "
             + (
                 f"{strongest.column} {strongest.score:.3f} (share {shares[strongest.column]:.2f}; rule ≥ "
@@ -107,18 +114,18 @@ def assess_drift(
             ),
         ),
         Rule.PREDICTION: (
-            prediction.score / prediction_bar,
+            prediction.score >= prediction_bar,
+            prediction.score >= clear * prediction_bar,
             f"predicted churn probability drift {prediction.score:.3f} (rule ≥ {prediction_bar:.3f})",
         ),
     }
-    over = tuple(rule for rule, (ratio, _) in checks.items() if ratio >= 1)
-    clear = 1 + policy.persistence_margin
-    fired = tuple(rule for rule in over if checks[rule][0] >= clear or rule in previous_over_bar)
+    over = tuple(rule for rule, (hit, _, _) in checks.items() if hit)
+    fired = tuple(rule for rule in over if checks[rule][1] or rule in previous_over_bar)
     held = tuple(rule for rule in over if rule not in fired)
     if fired:
-        reason = "; ".join(f"{rule}: {checks[rule][1]}" for rule in fired)
+        reason = "; ".join(f"{rule}: {checks[rule][2]}" for rule in fired)
     else:
-        reason = "no rule fired: " + "; ".join(f"{rule}: {text}" for rule, (_, text) in checks.items())
+        reason = "no rule fired: " + "; ".join(f"{rule}: {text}" for rule, (_, _, text) in checks.items())
     if held:
         reason += (
             f" (held for persistence, over the bar by < {policy.persistence_margin:.0%} and not over it in the "

@@ -10,7 +10,7 @@ neither model trained on) and on the base check set:
   a challenger that learnt something wrong from a narrow slice of traffic; it judges ranking only and
   with a wide tolerance, because a retrain usually happens since some base outcomes went stale (when a
   segment's churn fell from 55 % to 10 %, a correct challenger loses 0.07 AUC and 0.05 Brier on the old
-  labels of the base check set);
+  labels of the base check set, and up to 0.11 over 30 seeds in docs/scenarios.md);
 - `gain`: it is better on the out-of-time rows: AUC by more than `auc_tolerance`, or Brier by more than
   `brier_tolerance` and by more than `gain_z` standard errors of the paired per-row Brier difference
   (`brier_gain_se`), so a gain within the noise of a few hundred rows does not count. Anything less is a
@@ -36,9 +36,9 @@ class GatePolicy:
     """The gate's thresholds (see the module docstring)."""
 
     auc_floor: float = 0.75
-    auc_tolerance: float = 0.005
+    auc_tolerance: float = 0.01
     brier_tolerance: float = 0.0005
-    base_auc_tolerance: float = 0.10
+    base_auc_tolerance: float = 0.15
     gain_z: float = 2.0
     min_oot_rows: int = 200
 

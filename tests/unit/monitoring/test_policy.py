@@ -161,3 +161,12 @@ def test_a_rule_just_over_its_bar_waits_for_a_second_window():
     assert clear.rules_fired == (Rule.PREDICTION,)
     back = assess_drift(result({}), IMPORTANCE, persistent, previous_over_bar=frozenset({Rule.PREDICTION}))
     assert not back.drifted and back.rules_over_bar == ()
+
+
+def test_one_heavy_column_just_over_the_floor_does_not_fire_importance_at_once():
+    persistent = DriftPolicy(persistence_margin=0.25)
+    near = result({"tenure": 0.13}, rows=2000)  # floor 0.114: over it by 14 %, and tenure alone carries 0.3
+    first = assess_drift(near, IMPORTANCE, persistent)
+    assert not first.drifted and Rule.IMPORTANCE in first.rules_held
+    clear = assess_drift(result({"tenure": 0.16}, rows=2000), IMPORTANCE, persistent)
+    assert Rule.IMPORTANCE in clear.rules_fired

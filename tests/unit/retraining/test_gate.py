@@ -101,4 +101,4 @@ def test_without_a_champion_the_floor_on_the_base_check_decides():
 
 def test_policy_from_settings():
     settings = RetrainSettings(auc_tolerance=0.01, min_oot_rows=50)
-    assert GatePolicy.from_settings(settings) == GatePolicy(0.75, 0.01, 0.0005, 0.10, 2.0, 50)
+    assert GatePolicy.from_settings(settings) == GatePolicy(0.75, 0.01, 0.0005, 0.15, 2.0, 50)
