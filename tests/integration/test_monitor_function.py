@@ -96,6 +96,15 @@ def test_scheduler_call_and_report_viewer(function, dataset):
     url, bucket = function
     with httpx.Client(base_url=url, timeout=60) as client:
         check_and_view(client, bucket, dataset)
+        metrics = client.get("/metrics").text
+    for line in (
+        'churnflow_monitor_checks_total{status="unavailable"} 1.0',  # the first check, before the bucket existed
+        'churnflow_monitor_checks_total{status="no_drift"} 1.0',
+        'churnflow_monitor_retrain_requests_total{action="none"} 1.0',
+        "churnflow_monitor_window_rows 1000.0",
+        "churnflow_monitor_check_duration_seconds_count 1.0",
+    ):
+        assert line in metrics, line
 
 
 def check_and_view(client, bucket, dataset):
