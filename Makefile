@@ -74,6 +74,10 @@ bench-hostile: setup ## Hostile input vs the predict service: cost per request, 
 bench-monitor: setup ## Benchmark one drift check vs plain Evidently on 10k/100k/1M logged rows (~6 min)
 	$(BIN)/python bench/monitor.py $(BENCH_ARGS)
 
+.PHONY: bench-history
+bench-history: setup ## Benchmark the drift history: a check's workspace write, the dashboard's refresh vs a reload (~2 min)
+	$(BIN)/python bench/history.py $(BENCH_ARGS)
+
 .PHONY: bench-outcomes
 bench-outcomes: setup ## Benchmark labels import, labelled check, retrain data: engine vs the old path (100k, 1M rows)
 	$(BIN)/python bench/outcomes.py $(BENCH_ARGS)
