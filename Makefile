@@ -89,6 +89,10 @@ bench-monitor: setup ## Benchmark one drift check vs plain Evidently on 10k/100k
 bench-evaluation: setup ## Cost of a training run's evaluation plots: own vs mlflow.models.evaluate (~1 min)
 	$(BIN)/python bench/evaluation.py $(BENCH_ARGS)
 
+.PHONY: bench-history
+bench-history: setup ## Benchmark the drift history: a check's workspace write, the dashboard's refresh vs a reload (~2 min)
+	$(BIN)/python bench/history.py $(BENCH_ARGS)
+
 .PHONY: bench-outcomes
 bench-outcomes: setup ## Benchmark labels import, labelled check, retrain data: engine vs the old path (100k, 1M rows)
 	$(BIN)/python bench/outcomes.py $(BENCH_ARGS)

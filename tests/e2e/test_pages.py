@@ -22,7 +22,7 @@ from churnflow.monitoring import history
 from churnflow.monitoring.models import CheckStatus
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver")
 # MLflow 3.x's UI asks the server who the user is; a server run without its auth app (ours) answers 404.
 # That probe is MLflow's own and harmless; any other console error fails the test.
