@@ -15,6 +15,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -93,8 +94,14 @@ class ComposeProject:
         }
 
 
-def dangling_images() -> set[str]:
-    return set(docker("images", "--quiet", "--filter", "dangling=true").stdout.split())
+def dangling_images(since: datetime) -> set[str]:
+    """Untagged images created after `since` (a build that replaced its own output leaves these)."""
+    found = set()
+    for image in set(docker("images", "--quiet", "--filter", "dangling=true").stdout.split()):
+        created = docker("image", "inspect", "--format", "{{.Created}}", image).stdout.strip()
+        if created and datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00") >= since:
+            found.add(image)
+    return found
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -108,10 +115,15 @@ def engine() -> None:
         pytest.skip(f"no Docker engine answers ({info.stderr.strip()[:200]}): run `make test-compose`")
 
 
-def new_project(name: str, **kwargs) -> ComposeProject:
-    return ComposeProject(
-        name, dict(zip(SERVICES_WITH_PORTS, free_ports(len(SERVICES_WITH_PORTS)), strict=True)), **kwargs
-    )
+# One project name for every test: compose labels the images it builds with the project, so another
+# name would build other image ids under the same tags and leave the previous ones dangling.
+TEST_PROJECT = "churnflow-test"
+
+
+def new_project(**kwargs) -> ComposeProject:
+    """The test project on free ports (the modules run one after the other, each taking it down)."""
+    ports = dict(zip(SERVICES_WITH_PORTS, free_ports(len(SERVICES_WITH_PORTS)), strict=True))
+    return ComposeProject(TEST_PROJECT, ports, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +133,5 @@ def project_factory() -> Iterator[list[ComposeProject]]:
     yield created
     for project in created:
         project.run("down", "--volumes", "--remove-orphans", "--timeout", "15", timeout=300)
+    # images an earlier run built and this one replaced under the same tags
+    docker("image", "prune", "--force", "--filter", f"label=com.docker.compose.project={TEST_PROJECT}")

@@ -3,7 +3,6 @@ registry in the postgres service."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -26,7 +25,6 @@ def test_the_readme_and_the_compose_file_document_the_same_uri():
 
 def test_mlflow_keeps_its_registry_in_postgres(project_factory):  # noqa: F811 (the imported fixture)
     project = new_project(
-        f"churnflow-test-pg-{os.getpid()}",
         profiles=("postgres",),
         extra_env={"MLFLOW_BACKEND_STORE_URI": documented_uri(COMPOSE_FILE)},
     )

@@ -30,12 +30,12 @@ IMAGES = ("churnflow/predict:local", "churnflow/monitor:local", "churnflow/retra
 @pytest.fixture(scope="module")
 def stack(project_factory) -> dict:  # noqa: F811 (the imported fixture)
     """The project built and up (every service healthy, `init` done), with what the build printed."""
-    project = new_project(f"churnflow-test-{os.getpid()}")
+    project = new_project()
     project_factory.append(project)
-    dangling_before = dangling_images()
+    started = datetime.now(UTC)
     build = project.check("--progress", "plain", "build")
     project.check("up", "--wait", "--wait-timeout", "600")
-    return {"project": project, "build": build, "dangling_before": dangling_before}
+    return {"project": project, "build": build, "started": started}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def host_gcs(project, monkeypatch):
 def test_each_image_is_built_once_and_leaves_no_dangling_image(stack):
     named = re.findall(r"naming to (?:docker\.io/)?(churnflow/[a-z]+:local)", stack["build"])
     assert sorted(named) == sorted(IMAGES)
-    assert dangling_images() <= stack["dangling_before"]
+    assert dangling_images(since=stack["started"]) == set()
 
 
 def test_every_service_is_up_and_healthy(project):
@@ -142,7 +142,7 @@ def test_no_service_prints_gitpythons_missing_git_warning(project):
 
 
 def test_every_service_stops_on_sigterm_without_being_killed(project):
-    project.check("stop", "--timeout", "10", timeout=300)
+    project.check("stop", timeout=300)  # each service's own grace period, as `down` uses
     killed = [
         (c["Service"], c["ExitCode"]) for c in project.containers() if c["ExitCode"] == 137 or c["State"] != "exited"
     ]
@@ -152,4 +152,4 @@ def test_every_service_stops_on_sigterm_without_being_killed(project):
 def test_down_leaves_nothing_behind(stack, project):
     project.check("down", "--volumes", "--remove-orphans", timeout=300)
     assert project.leftovers() == {"containers": [], "networks": [], "volumes": []}
-    assert dangling_images() <= stack["dangling_before"]
+    assert dangling_images(since=stack["started"]) == set()
