@@ -377,8 +377,10 @@ def test_a_retrain_run_logs_its_evaluation_artifacts_and_input_datasets(loop):
     local = Path(client.download_artifacts(run.info.run_id, evaluation_plots.CONFUSION_JSON))
     counts = json.loads(local.read_text())
     cells = ("true_negative", "false_positive", "false_negative", "true_positive")
-    # the evaluation set is the base test split plus the recent held-out rows
-    assert sum(counts[cell] for cell in cells) == int(run.data.params["evaluation_rows"]) > 1409
+    # the plots are of the rows the version's expected metrics come from: the out-of-time rows here
+    assert run.data.params["metrics_on"] == "out_of_time"
+    assert sum(counts[cell] for cell in cells) == int(run.data.params["evaluation_rows"])
+    assert int(run.data.params["evaluation_rows"]) == int(run.data.params["oot_rows"]) > 0
     inputs = {item.dataset.name: item.dataset for item in run.inputs.dataset_inputs}
     assert inputs["training"].digest == version.tags[tag_names.DATA_FINGERPRINT][:36]
     # MLflow keeps one dataset per (experiment, name, digest): an earlier test's run of the same rows in

@@ -70,7 +70,7 @@ def check_values(summary: CheckSummary) -> dict[str, SingleValue]:
         else _value(CHECK_VALUE, "name", name, value)
         for name, value in summary_metrics(summary).items()
     ]
-    rules = summary.decision.rules_fired if summary.decision else ()
+    rules = summary.retrain_rules
     values += [_value(RULE_FIRED, "rule", str(rule), 1.0) for rule in rules]
     return dict(values)
 

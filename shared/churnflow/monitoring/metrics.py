@@ -6,7 +6,7 @@ plus one `drift_rule_fired` line per rule that fired), which Cloud Logging turns
 metrics and alerts (`infra/monitoring/`); the monitor's `GET /metrics` serves the same figures in
 Prometheus text for a scraper that can reach it (the local stack, Compose, a long-lived instance).
 
-Rules are read from the check's result by name (`decision.rules_fired`), so a new rule of the
+Rules are read from the check's result by name (`retrain_rules`: drift and performance), so a new rule of the
 policy is counted and alerted on without a change here.
 """
 
@@ -43,7 +43,7 @@ def check_event(summary: CheckSummary) -> dict[str, Any]:
         "champion_version": summary.champion_version,
         "rows": summary.window.tested_rows,
         "drift_share": summary.drift.drift_share if summary.drift else None,
-        "rules_fired": [str(rule) for rule in summary.decision.rules_fired] if summary.decision else [],
+        "rules_fired": list(summary.retrain_rules),
         "trigger": summary.trigger.action,
         "labelled_rows": performance.rows if performance else 0,
         "labelled_roc_auc": performance.roc_auc if performance else None,

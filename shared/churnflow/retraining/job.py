@@ -193,6 +193,7 @@ def retrain(settings: RetrainSettings, request: RetrainRequested | None, message
             "oot_rows": len(parts.out_of_time),
             "base_weight": parts.base_weight,
             "metrics_on": "out_of_time" if judged_on is parts.out_of_time else "base_check",
+            "evaluation_rows": len(judged_on),
         },
         tags,
         evaluation_rows=judged_on,
