@@ -94,6 +94,7 @@ def test_retrain_data_is_the_most_recent_labelled_rows_within_cap_and_age(settin
     assert frame[schema.ID_COLUMN].tolist() == ["r2", "r3", "r4"]  # r0 too old, r1 beyond the cap of 3
     assert frame[schema.TARGET].tolist() == ["Yes", "No", "Yes"]
     assert list(frame.columns) == [schema.ID_COLUMN, *schema.FEATURE_NAMES, schema.TARGET, "ts"]
+    assert frame["ts"].is_monotonic_increasing and frame["ts"].dtype == float  # logged time, for the time cut
     assert frame["ts"].tolist() == table.column("ts").to_pylist()
     assert frame["tenure"].tolist() == [2, 3, 4] and frame["tenure"].dtype == int
     assert table.column_names == [schema.ID_COLUMN, *schema.FEATURE_NAMES, schema.TARGET, "ts", "model_version"]
