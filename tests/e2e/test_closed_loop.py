@@ -31,9 +31,13 @@ def test_drift_retrain_promotion_and_hot_swap(demo_run):
 
     decided = [c for c in result.checks if c.status is not CheckStatus.INSUFFICIENT_DATA]
     assert decided[0].status is CheckStatus.NO_DRIFT and decided[0].champion_version == 1
-    assert decided[-1].status is CheckStatus.DRIFT and decided[-1].trigger.action == "published"
-    assert [c.status for c in decided].count(CheckStatus.DRIFT) == 1
-    assert decided[-1].performance is not None and decided[-1].performance.rows > 1000  # labels had arrived
+    triggered = result.checks[-1]
+    assert [c.trigger.action for c in result.checks].count("published") == 1
+    assert triggered.trigger.action == "published" and triggered.retrain_rules
+    # whichever rule saw the change first: drift on the window, or performance on the arrived labels (a check
+    # whose window had not yet settled can still see the labels)
+    assert triggered.status is CheckStatus.DRIFT or triggered.performance_decision.degraded
+    assert triggered.performance is not None and triggered.performance.rows > 1000  # labels had arrived
     assert result.job_runs == 1
     assert result.retrain_status == "promoted" and result.promoted_version == 2
     assert set(result.versions_served) == {1, 2} and result.versions_served[2] > 0
