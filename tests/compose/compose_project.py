@@ -20,11 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from churnflow.local.services import APPS, EMULATORS
 from churnflow.settings import REPO_ROOT
 from conftest import free_ports
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.local.yml"
-SERVICES_WITH_PORTS = ("gcs", "pubsub", "mlflow", "predict", "monitor", "trigger", "scheduler")
+SERVICES_WITH_PORTS = (*EMULATORS, *APPS)
+"""Every long-running service of the compose file: the emulators, MLflow and the apps of the local stack."""
 
 
 def compose_binary() -> str:

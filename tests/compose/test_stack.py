@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from compose_project import ComposeProject, dangling_images, engine, new_project, project_factory  # noqa: F401
+from compose_project import (  # noqa: F401
+    SERVICES_WITH_PORTS,
+    ComposeProject,
+    dangling_images,
+    engine,
+    new_project,
+    project_factory,
+)
 from google.cloud import pubsub_v1
 from mlflow import MlflowClient
 
@@ -58,10 +65,7 @@ def test_each_image_is_built_once_and_leaves_no_dangling_image(stack):
 def test_every_service_is_up_and_healthy(project):
     states = {c["Service"]: (c["State"], c.get("Health", "")) for c in project.containers()}
     assert states.pop("init")[0] == "exited"
-    assert states == {
-        name: ("running", "healthy")
-        for name in ("gcs", "pubsub", "mlflow", "predict", "monitor", "trigger", "scheduler")
-    }
+    assert states == {name: ("running", "healthy") for name in SERVICES_WITH_PORTS}
 
 
 def test_ports_are_published_on_the_loopback_interface_only(project):
