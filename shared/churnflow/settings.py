@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, ByteSize, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,11 @@ class CommonSettings(BaseSettings):
         description="Where outcomes come from: empty = the imported labels under labels/; else a table "
         "(project.dataset.table) or a SELECT of the engine returning request_id, churned, observed_at.",
     )
-    duckdb_memory_limit: str = Field("512MB", description="DuckDB's memory limit (it spills to disk beyond it).")
+    duckdb_memory_limit: ByteSize = Field(
+        ByteSize(512 << 20),
+        description="The memory DuckDB may use in one process, e.g. 512MiB (it spills to disk beyond it); a label "
+        "import gives a quarter to its own database (the labels file) and the rest to the engine's query.",
+    )
     outcomes_local_bytes: int = Field(
         256 << 20,
         ge=1 << 20,

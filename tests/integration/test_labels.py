@@ -1,9 +1,11 @@
 """Label imports against the real GCS emulator: validated in DuckDB, joined once with the logged requests
 they name (the request log read through the engine, newest days first) and stored whole or not at all."""
 
+import gzip
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pyarrow.parquet as pq
 import pytest
 
@@ -164,3 +166,26 @@ def test_examples_of_an_import_that_died_before_its_commit_marker_are_invisible(
 
     assert len(stored(settings, layout.LABELLED_PREFIX)) == 1
     assert outcomes(settings) == {}
+
+
+def test_the_labels_object_holds_the_valid_rows_in_file_order(settings, tmp_path):
+    stored_import = import_labels(settings, labels_file(tmp_path, [("r2", "no"), ("r0", "yes")]), NOW)
+
+    rows = [
+        orjson.loads(line) for line in gzip.decompress(gcs.read_bytes(settings.project, stored_import.uri)).splitlines()
+    ]
+    assert [(row["request_id"], row["churned"]) for row in rows] == [("r2", False), ("r0", True)]
+    assert {row["observed_at"] for row in rows} == {"2026-11-20T00:00:00.000000+00:00"}
+
+
+def test_an_import_completes_within_a_small_memory_budget(settings, tmp_path):
+    ids = [f"m{i:06d}" for i in range(120_000)]
+    for first in range(0, len(ids), 5000):  # the service's batch size
+        log(settings, NOW, ids[first : first + 5000], batch=f"many{first}")
+    small = settings.model_copy(update={"duckdb_memory_limit": 192 << 20})  # 48 MiB for the import's own database
+
+    result = import_labels(small, labels_file(tmp_path, [(i, "yes") for i in ids]), NOW)
+
+    assert result.labels == 120_000
+    frame = recent_labelled(open_engine(settings), NOW - timedelta(days=1), NOW.date(), 200_000)
+    assert sorted(frame.column(schema.ID_COLUMN).to_pylist()) == ids

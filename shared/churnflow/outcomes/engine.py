@@ -3,7 +3,8 @@
 `open_engine(settings)` picks one by `settings.outcomes_engine`; `run(query)` returns an Arrow table,
 `batches(query)` streams it. DuckDB lists the objects of the partitions a query scans, downloads them
 concurrently into a private temporary directory (at most `outcomes_local_bytes` at a time) and reads
-the local files natively, typed by `tables`, within `duckdb_memory_limit` (spilling to that directory).
+the local files natively, typed by `tables`, within `duckdb_memory_limit` (spilling to that directory),
+writing each result to a local Parquet file that Arrow then reads (so no result has to fit in memory).
 A query whose result is a per-row filter of the request log (`Query.splittable`) runs part by part
 when its objects exceed the byte cap; any other larger scan reads GCS through gcsfs. Labelled examples
 count only once their import committed (its labels object exists). A corrupt request-log line becomes a
@@ -83,6 +84,11 @@ def _user_labelled(source: str, dialect: str) -> str:
     )
 
 
+def memory_limit(size: int) -> str:
+    """DuckDB's spelling of a memory limit of `size` bytes."""
+    return f"{size >> 20}MiB"
+
+
 def filesystem(settings: CommonSettings) -> Any:
     """A gcsfs filesystem: the emulator's when STORAGE_EMULATOR_HOST is set, else Application Default Credentials."""
     # gcsfs 2026.x probes each bucket's type over gRPC first, which against an emulator hangs 60 s per bucket
@@ -107,7 +113,8 @@ class DuckDBEngine:
         self.skipped_objects: list[str] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="churnflow-duckdb-")
         spill = Path(self._tmp.name) / "spill"
-        self._con = duckdb.connect(config={"memory_limit": settings.duckdb_memory_limit, "temp_directory": str(spill)})
+        limit = memory_limit(settings.duckdb_memory_limit)
+        self._con = duckdb.connect(config={"memory_limit": limit, "temp_directory": str(spill)})
         self._con.execute("SET preserve_insertion_order = false")
         self._con.execute("SET TimeZone = 'UTC'")
         self._gcsfs = False
@@ -198,13 +205,15 @@ class DuckDBEngine:
             used += size
         yield {table: part}, True
 
-    def _result(self, query: Query, uris: dict[tables.Table, list[str]], local: bool, into: Path) -> None:
-        """Create the temp table `result` of `query` over `uris`; a corrupt object is skipped and counted."""
+    def _result(self, query: Query, uris: dict[tables.Table, list[str]], local: bool, into: Path) -> Path:
+        """Write the result of `query` over `uris` to a local Parquet file (streamed: it never has to fit in
+        memory); a corrupt object is skipped and counted."""
         import duckdb
 
         if query.labels is not None:
             self._con.register(IMPORT_LABELS, query.labels)
         every = sorted({uri for files in uris.values() for uri in files})
+        result = into / "result.parquet"
         paths = self._stage(every, into) if local else self._remote(every)
         sql = query.to("duckdb")
         while True:
@@ -216,8 +225,8 @@ class DuckDBEngine:
                 labelled = _user_labelled(self.settings.labels_source, "duckdb")
                 self._con.execute(f"CREATE OR REPLACE TEMP VIEW {tables.LABELLED.name} AS {labelled}")
             try:
-                self._con.execute(f"CREATE OR REPLACE TEMP TABLE result AS {sql}", query.params)
-                return
+                self._con.execute(f"COPY ({sql}) TO {_quote(str(result))} (FORMAT parquet)", query.params)
+                return result
             except duckdb.Error as error:  # a truncated object raises IOException, a non-gzip one may not
                 corrupt = _named_object(str(error), paths)
                 if corrupt is None or corrupt in self.skipped_objects:
@@ -225,27 +234,28 @@ class DuckDBEngine:
                 log.warning("skipped an unreadable object", extra={"object": corrupt, "error": str(error)})
                 self.skipped_objects.append(corrupt)
 
-    def _results(self, query: Query) -> Iterator[Any]:
-        """For each part of `query`: the DuckDB relation of its result (valid until the next part)."""
+    def _results(self, query: Query) -> Iterator[Path]:
+        """For each part of `query`: the Parquet file of its result (deleted at the next part)."""
         for uris, local in self._parts(query):
             into = Path(tempfile.mkdtemp(dir=self._tmp.name, prefix="stage-"))
             try:
-                self._result(query, uris, local, into)
-                yield self._con.sql("SELECT * FROM result")
+                yield self._result(query, uris, local, into)
             finally:
-                self._con.execute("DROP TABLE IF EXISTS result")
                 shutil.rmtree(into, ignore_errors=True)
 
     def batches(self, query: Query) -> Iterator[pa.RecordBatch]:
         """Stream `query`'s result; a splittable query over more than the byte cap runs part by part."""
-        for relation in self._results(query):
-            yield from relation.fetch_record_batch(BATCH_ROWS)
+        import pyarrow.parquet as pq
+
+        for result in self._results(query):
+            yield from pq.ParquetFile(result).iter_batches(BATCH_ROWS)
 
     def run(self, query: Query) -> pa.Table:
         """The result of `query`, whole."""
         import pyarrow as pa
+        import pyarrow.parquet as pq
 
-        return pa.concat_tables([relation.to_arrow_table() for relation in self._results(query)])
+        return pa.concat_tables([pq.read_table(result) for result in self._results(query)])
 
 
 def _narrowed_log(files: str, hive: str, columns: dict[str, str], keys: list[str]) -> str:
