@@ -44,7 +44,7 @@ class CommonSettings(BaseSettings):
     duckdb_memory_limit: ByteSize = Field(
         ByteSize(512 << 20),
         description="The memory DuckDB may use in one process, e.g. 512MiB (it spills to disk beyond it); a label "
-        "import gives a quarter to its own database (the labels file) and the rest to the engine's query.",
+        "import gives a quarter to its own database (the labels file) and five eighths to the engine's query.",
     )
     outcomes_local_bytes: int = Field(
         256 << 20,

@@ -182,7 +182,7 @@ def test_an_import_completes_within_a_small_memory_budget(settings, tmp_path):
     ids = [f"m{i:06d}" for i in range(120_000)]
     for first in range(0, len(ids), 5000):  # the service's batch size
         log(settings, NOW, ids[first : first + 5000], batch=f"many{first}")
-    small = settings.model_copy(update={"duckdb_memory_limit": 192 << 20})  # 48 MiB for the import's own database
+    small = settings.model_copy(update={"duckdb_memory_limit": 256 << 20})  # 64 MiB for the import's own database
 
     result = import_labels(small, labels_file(tmp_path, [(i, "yes") for i in ids]), NOW)
 

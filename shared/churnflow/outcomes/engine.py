@@ -225,7 +225,9 @@ class DuckDBEngine:
                 labelled = _user_labelled(self.settings.labels_source, "duckdb")
                 self._con.execute(f"CREATE OR REPLACE TEMP VIEW {tables.LABELLED.name} AS {labelled}")
             try:
-                self._con.execute(f"COPY ({sql}) TO {_quote(str(result))} (FORMAT parquet)", query.params)
+                self._con.execute(
+                    f"COPY ({sql}) TO {_quote(str(result))} (FORMAT parquet, ROW_GROUP_SIZE 20000)", query.params
+                )
                 return result
             except duckdb.Error as error:  # a truncated object raises IOException, a non-gzip one may not
                 corrupt = _named_object(str(error), paths)
