@@ -262,6 +262,18 @@ class MonitorSettings(RequestTimingSettings):
     performance_brier_margin: float = Field(
         0.01, ge=0, lt=1, description="Performance rule: labelled Brier may sit this far over the expected."
     )
+    performance_segment_margin: float = Field(
+        0.025,
+        ge=0,
+        lt=1,
+        description="Performance rule: |observed − predicted churn| of a segment allowed beyond noise (Bonferroni).",
+    )
+    performance_segment_min_rows: int = Field(
+        200, ge=1, description="Performance rule: segments with fewer labelled requests are not tested on their own."
+    )
+    performance_reliability_margin: float = Field(
+        0.005, ge=0, lt=1, description="Performance rule: |Spiegelhalter's statistic| / n allowed beyond noise."
+    )
     report_index_size: int = Field(100, ge=1, description="Past checks kept in the report index.")
     history_size: int = Field(
         500,
