@@ -96,7 +96,7 @@ class RetrainSettings(TrainSettings, RequestTimingSettings):
         0.75, gt=0, lt=1, description="Gate without a champion: the challenger's base-check AUC must reach this."
     )
     auc_tolerance: float = Field(
-        0.01,
+        0.03,
         ge=0,
         lt=0.5,
         description="Gate: out-of-time AUC may be this much below the champion's; a gain up to it is a tie.",

@@ -113,6 +113,7 @@ class PerformanceDecision(_Frozen):
     expected_brier: float | None = None
     brier_lower_bound: float | None = Field(None, description="Labelled Brier − z·SE.")
     segments_tested: int = Field(0, description="Segments with enough labelled requests to be tested on their own.")
+    segment_z: float | None = Field(None, description="Two-sided normal quantile, Bonferroni-corrected for them.")
     worst_segment: str | None = Field(None, description="The segment furthest from calibration beyond its noise.")
     segment_gap: float | None = Field(None, description="Its mean predicted − observed churn.")
     segment_bound: float | None = Field(

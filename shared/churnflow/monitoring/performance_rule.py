@@ -159,7 +159,7 @@ def assess_performance(
             f"{expected.brier:.4f} + margin {policy.brier_margin:.4f} = {bar:.4f}",
         )
     tested = [s for s in known.segments if s.rows >= policy.segment_min_rows]
-    worst = segment_bound = None
+    worst = segment_bound = z_segments = None
     if tested:
         z_segments = policy.two_sided_z(len(tested))
 
@@ -177,7 +177,9 @@ def assess_performance(
         )
     reliability_bound = None
     if known.reliability_gap is not None and known.reliability_se is not None:
-        reliability_bound = policy.reliability_margin + bernstein_bound(known.reliability_se, known.rows, policy.confidence)
+        reliability_bound = policy.reliability_margin + bernstein_bound(
+            known.reliability_se, known.rows, policy.confidence
+        )
         checks[PerformanceRule.RELIABILITY] = (
             abs(known.reliability_gap) > reliability_bound,
             f"Spiegelhalter's Σ(y−p)(1−2p)/n {known.reliability_gap:+.4f} (bound ±{reliability_bound:.4f}, "
@@ -205,6 +207,7 @@ def assess_performance(
         expected_brier=expected.brier,
         brier_lower_bound=brier_bound,
         segments_tested=len(tested),
+        segment_z=z_segments,
         worst_segment=worst.name if worst else None,
         segment_gap=worst.predicted_rate - worst.observed_rate if worst else None,
         segment_bound=segment_bound,

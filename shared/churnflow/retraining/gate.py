@@ -36,7 +36,7 @@ class GatePolicy:
     """The gate's thresholds (see the module docstring)."""
 
     auc_floor: float = 0.75
-    auc_tolerance: float = 0.01
+    auc_tolerance: float = 0.03
     brier_tolerance: float = 0.0005
     base_auc_tolerance: float = 0.15
     gain_z: float = 2.0
