@@ -158,23 +158,9 @@ def assess_performance(
             f"labelled Brier {known.brier:.4f} (lower bound {brier_bound:.4f}) vs expected "
             f"{expected.brier:.4f} + margin {policy.brier_margin:.4f} = {bar:.4f}",
         )
-    tested = [s for s in known.segments if s.rows >= policy.segment_min_rows]
-    worst = segment_bound = z_segments = None
-    if tested:
-        z_segments = policy.two_sided_z(len(tested))
-
-        def excess(segment: SegmentCalibration) -> float:
-            gap = abs(segment.predicted_rate - segment.observed_rate)
-            return gap - policy.segment_margin - z_segments * segment.standard_error
-
-        worst = max(tested, key=excess)
-        segment_bound = policy.segment_margin + z_segments * worst.standard_error
-        checks[PerformanceRule.SEGMENT] = (
-            excess(worst) > 0,
-            f"{worst.name}: mean predicted churn {worst.predicted_rate:.3f} vs observed {worst.observed_rate:.3f} "
-            f"on {worst.rows} requests (gap {worst.predicted_rate - worst.observed_rate:+.3f}, bound "
-            f"±{segment_bound:.3f}; the worst of {len(tested)} segments, z {z_segments:.2f})",
-        )
+    segments = _segment_calibration(known, policy)
+    if segments.check is not None:
+        checks[PerformanceRule.SEGMENT] = segments.check
     reliability_bound = None
     if known.reliability_gap is not None and known.reliability_se is not None:
         reliability_bound = policy.reliability_margin + bernstein_bound(
@@ -206,14 +192,46 @@ def assess_performance(
         calibration_bound=calibration_bound,
         expected_brier=expected.brier,
         brier_lower_bound=brier_bound,
-        segments_tested=len(tested),
-        segment_z=z_segments,
-        worst_segment=worst.name if worst else None,
-        segment_gap=worst.predicted_rate - worst.observed_rate if worst else None,
-        segment_bound=segment_bound,
+        segments_tested=segments.tested,
+        segment_z=segments.z,
+        worst_segment=segments.worst.name if segments.worst else None,
+        segment_gap=segments.worst.predicted_rate - segments.worst.observed_rate if segments.worst else None,
+        segment_bound=segments.bound,
         reliability_gap=known.reliability_gap,
         reliability_bound=reliability_bound,
     )
+
+
+@dataclass(frozen=True)
+class _SegmentTest:
+    """The segment calibration test's verdict: (fired, text), or None with no segment large enough."""
+
+    check: tuple[bool, str] | None = None
+    tested: int = 0
+    z: float | None = None
+    worst: SegmentCalibration | None = None
+    bound: float | None = None
+
+
+def _segment_calibration(known: LabelledPerformance, policy: PerformancePolicy) -> _SegmentTest:
+    """The segment furthest from calibration beyond its noise and the margin, among those large enough."""
+    tested = [s for s in known.segments if s.rows >= policy.segment_min_rows]
+    if not tested:
+        return _SegmentTest()
+    z = policy.two_sided_z(len(tested))
+
+    def excess(segment: SegmentCalibration) -> float:
+        gap = abs(segment.predicted_rate - segment.observed_rate)
+        return gap - policy.segment_margin - z * segment.standard_error
+
+    worst = max(tested, key=excess)
+    bound = policy.segment_margin + z * worst.standard_error
+    text = (
+        f"{worst.name}: mean predicted churn {worst.predicted_rate:.3f} vs observed {worst.observed_rate:.3f} "
+        f"on {worst.rows} requests (gap {worst.predicted_rate - worst.observed_rate:+.3f}, bound "
+        f"±{bound:.3f}; the worst of {len(tested)} segments, z {z:.2f})"
+    )
+    return _SegmentTest((excess(worst) > 0, text), len(tested), z, worst, bound)
 
 
 def counts_of(
