@@ -96,10 +96,10 @@ class RetrainSettings(TrainSettings, RequestTimingSettings):
         0.75, gt=0, lt=1, description="Gate without a champion: the challenger's base-check AUC must reach this."
     )
     auc_tolerance: float = Field(
-        0.03,
-        ge=0,
-        lt=0.5,
-        description="Gate: out-of-time AUC may be this much below the champion's; a gain up to it is a tie.",
+        0.03, ge=0, lt=0.5, description="Gate: out-of-time AUC may be this much below the champion's."
+    )
+    auc_gain: float = Field(
+        0.015, ge=0, lt=0.5, description="Gate: an out-of-time AUC gain counts beyond this; a smaller one is a tie."
     )
     brier_tolerance: float = Field(0.0005, ge=0, lt=1, description="Gate: a Brier gain up to this is a tie.")
     base_auc_tolerance: float = Field(
