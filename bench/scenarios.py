@@ -102,6 +102,11 @@ LABELLED_CELLS = [
     LabelledCell("label noise 15%", IN_DISTRIBUTION, "label_noise_15"),
     LabelledCell("price ×1.3, real outcomes", price(1.3), "unchanged"),
     LabelledCell("cohort 45% mtm fibre, real outcomes", cohort(0.45), "unchanged"),
+    LabelledCell("one-year contract churn → 30%", IN_DISTRIBUTION, "one_year_churn_rises"),
+    LabelledCell("no internet churn → 20%", IN_DISTRIBUTION, "no_internet_churn_rises"),
+    LabelledCell("partners churn → 10%", IN_DISTRIBUTION, "partners_churn_falls"),
+    LabelledCell("no phone service churn → 55%", IN_DISTRIBUTION, "no_phone_churn_rises"),
+    LabelledCell("label noise 25% in fibre only", IN_DISTRIBUTION, "fibre_label_noise_25"),
 ]
 
 
@@ -196,7 +201,11 @@ def labelled_cell(
         recent = recent_traffic(world, cell, seed, retrain.oot_fraction)
         looked_back = recent.iloc[-LABELS:]
         known = performance.labelled_metrics(
-            counts_of(data.target(looked_back).to_numpy(), evaluation.probabilities(world.scorer, looked_back)), 1, 30
+            counts_of(
+                data.target(looked_back).to_numpy(), evaluation.probabilities(world.scorer, looked_back), looked_back
+            ),
+            1,
+            30,
         )
         assert known is not None
         verdict = assess_performance(known, world.expected, performance_policy)
@@ -228,6 +237,7 @@ def labelled_cell(
         }
         row = {
             "perf_fired": verdict.degraded,
+            "perf_rules": ",".join(rule.removeprefix("labelled_") for rule in verdict.rules_fired),
             "drift_fired": drifted,
             "labelled_auc": known.roc_auc,
             "auc_drop": world.expected.roc_auc - known.roc_auc if known.roc_auc is not None else math.nan,
@@ -267,6 +277,7 @@ def labelled_cell(
         "dropped_0.05": int((table["auc_drop"] >= 0.05).sum()),
         "perf_alarm_when_dropped_0.05": int(table.loc[table["auc_drop"] >= 0.05, "perf_fired"].sum()),
         "drift_alarm": int(table["drift_fired"].sum()),
+        "perf_by_rule": table["perf_rules"].str.split(",").explode().loc[lambda r: r != ""].value_counts().to_dict(),
         "labelled_auc": round(float(table["labelled_auc"].mean()), 3),
         "auc_drop": round(float(table["auc_drop"].mean()), 3),
         "promoted": int(table["promoted"].sum()),
@@ -301,15 +312,17 @@ def markdown(drift_rows: list[dict], labelled_rows: list[dict], seeds: int, weig
         f"**Labelled cells** ({seeds} seeds a cell; {RECENT_ROWS} labelled requests, the newest {LABELS} in the "
         f"monitor's look-back; scored on {NEWEST_ROWS} newest requests):",
         "",
-        "| cell | labelled AUC (drop) | performance alarm (when drop ≥ 0.05) | drift alarm | promoted / ties | "
+        "| cell | labelled AUC (drop) | performance alarm (when drop ≥ 0.05) | performance rules fired | "
+        "drift alarm | promoted / ties | "
         "gate violations | AUC champion → promoted (recent-only) | Brier champion → promoted (recent-only) | "
         "worst promoted/recent-only Brier | promoted worse than champion |",
-        "|---|---:|---:|---:|---:|---:|---|---|---:|---:|",
+        "|---|---:|---:|---|---:|---:|---:|---|---|---:|---:|",
     ]
     for row in labelled_rows:
         lines.append(
             f"| {row['cell']} | {row['labelled_auc']:.3f} ({row['auc_drop']:+.3f}) | {row['perf_alarm']} "
             f"({row['perf_alarm_when_dropped_0.05']}/{row['dropped_0.05']}) | "
+            f"{', '.join(f'{k} {v}' for k, v in row['perf_by_rule'].items()) or 'none'} | "
             f"{row['drift_alarm']} | {row['promoted']} / {row['ties']} | {row['gate_violations']} | "
             f"{row['champion_auc']:.3f} → {row['promoted_auc']:.3f} ({row['recent_only_auc']:.3f}) | "
             f"{row['champion_brier']:.4f} → {row['promoted_brier']:.4f} ({row['recent_only_brier']:.4f}) | "

@@ -100,10 +100,10 @@ class RetrainSettings(TrainSettings, RequestTimingSettings):
         0.75, gt=0, lt=1, description="Gate without a champion: the challenger's base-check AUC must reach this."
     )
     auc_tolerance: float = Field(
-        0.01,
-        ge=0,
-        lt=0.5,
-        description="Gate: out-of-time AUC may be this much below the champion's; a gain up to it is a tie.",
+        0.03, ge=0, lt=0.5, description="Gate: out-of-time AUC may be this much below the champion's."
+    )
+    auc_gain: float = Field(
+        0.015, ge=0, lt=0.5, description="Gate: an out-of-time AUC gain counts beyond this; a smaller one is a tie."
     )
     brier_tolerance: float = Field(0.0005, ge=0, lt=1, description="Gate: a Brier gain up to this is a tie.")
     base_auc_tolerance: float = Field(
@@ -265,6 +265,18 @@ class MonitorSettings(RequestTimingSettings):
     )
     performance_brier_margin: float = Field(
         0.01, ge=0, lt=1, description="Performance rule: labelled Brier may sit this far over the expected."
+    )
+    performance_segment_margin: float = Field(
+        0.025,
+        ge=0,
+        lt=1,
+        description="Performance rule: |observed − predicted churn| of a segment allowed beyond noise (Bonferroni).",
+    )
+    performance_segment_min_rows: int = Field(
+        200, ge=1, description="Performance rule: segments with fewer labelled requests are not tested on their own."
+    )
+    performance_reliability_margin: float = Field(
+        0.005, ge=0, lt=1, description="Performance rule: |Spiegelhalter's statistic| / n allowed beyond noise."
     )
     report_index_size: int = Field(100, ge=1, description="Past checks kept in the report index.")
     history_size: int = Field(

@@ -72,6 +72,31 @@ def test_labelled_performance_equals_the_hand_computed_value_and_sklearn(setting
     assert (got.unreadable_rows, got.skipped_objects) == (0, 0)
 
 
+def test_labelled_segments_and_reliability_equal_hand_computed_values(settings, tmp_path):
+    p = [0.9, 0.2, 0.6, 0.4, 0.05]
+    y = [True, False, False, True, False]
+    contract = ["Month-to-month", "Month-to-month", "One year", "One year", "Two year"]
+    records = [record(i, NOW, p[i]) | {"Contract": contract[i]} for i in range(5)]
+    log(settings, NOW - timedelta(days=1), [*records, record(9, NOW, 0.99, 2) | {"Contract": "Two year"}])
+    label(settings, NOW, {f"r{i}": y[i] for i in range(5)} | {"r9": True}, tmp_path)
+
+    got = labelled_performance(settings, NOW, model_version=1, lookback_days=30)
+
+    segments = {s.name: s for s in got.segments}
+    one_year = segments["Contract=One year"]  # r2 (0.6, no) and r3 (0.4, yes)
+    assert (one_year.rows, one_year.observed_rate, one_year.predicted_rate) == (2, 0.5, pytest.approx(0.5))
+    assert one_year.standard_error == pytest.approx(np.sqrt(0.6 * 0.4 + 0.4 * 0.6) / 2)
+    two_year = segments["Contract=Two year"]  # r4 only: r9 is another model's request
+    assert (two_year.rows, two_year.observed_rate, two_year.predicted_rate) == (1, 0.0, pytest.approx(0.05))
+    assert segments["probability_bin=[0.6, 0.7)"].rows == 1 and segments["probability_bin=[0.9, 1.0]"].rows == 1
+    assert segments["probability_bin=[0.0, 0.1)"].predicted_rate == pytest.approx(0.05)
+    assert segments["gender=Female"].rows == 5  # every record is the example customer otherwise
+    # Spiegelhalter: Σ(y − p)(1 − 2p) = 0.1·(−0.8) + (−0.2)·0.6 + (−0.6)·(−0.2) + 0.6·0.2 + (−0.05)·0.9 = −0.005
+    assert got.reliability_gap == pytest.approx(-0.005 / 5)
+    variance = sum((1 - 2 * q) ** 2 * q * (1 - q) for q in p)
+    assert got.reliability_se == pytest.approx(np.sqrt(variance) / 5)
+
+
 def test_a_later_import_overrides_and_an_uncommitted_one_is_not_counted(settings, tmp_path):
     log(settings, NOW - timedelta(hours=3), [record(i, NOW - timedelta(hours=3), 0.8) for i in range(3)])
     label(settings, NOW - timedelta(hours=2), {"r0": False, "r1": False, "r2": False}, tmp_path)

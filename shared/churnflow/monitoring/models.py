@@ -83,6 +83,8 @@ class PerformanceRule(StrEnum):
     AUC = "labelled_auc"
     CALIBRATION = "labelled_calibration"
     BRIER = "labelled_brier"
+    SEGMENT = "labelled_segment_calibration"
+    RELIABILITY = "labelled_reliability"
 
 
 class ExpectedQuality(_Frozen):
@@ -110,6 +112,15 @@ class PerformanceDecision(_Frozen):
     calibration_bound: float | None = Field(None, description="The gap beyond which calibration fires.")
     expected_brier: float | None = None
     brier_lower_bound: float | None = Field(None, description="Labelled Brier − z·SE.")
+    segments_tested: int = Field(0, description="Segments with enough labelled requests to be tested on their own.")
+    segment_z: float | None = Field(None, description="Two-sided normal quantile, Bonferroni-corrected for them.")
+    worst_segment: str | None = Field(None, description="The segment furthest from calibration beyond its noise.")
+    segment_gap: float | None = Field(None, description="Its mean predicted − observed churn.")
+    segment_bound: float | None = Field(
+        None, description="The |gap| beyond which it fires: margin + z·SE, z Bonferroni-corrected for the segments."
+    )
+    reliability_gap: float | None = Field(None, description="Spiegelhalter's Σ(y − p)(1 − 2p) / n.")
+    reliability_bound: float | None = Field(None, description="The |gap| beyond which reliability fires.")
 
 
 class CheckStatus(StrEnum):
@@ -142,6 +153,22 @@ class WindowStats(_Frozen):
     model_versions: dict[int, int] = Field(description="Model versions that scored the tested rows.")
 
 
+class SegmentCalibration(_Frozen):
+    """The champion's calibration on one segment of the labelled requests."""
+
+    feature: str = Field(description="A categorical feature, or `probability_bin`.")
+    level: str
+    rows: int
+    observed_rate: float
+    predicted_rate: float
+    standard_error: float = Field(description="Of the observed rate if the probabilities were right: √Σp(1−p) / n.")
+
+    @property
+    def name(self) -> str:
+        """`feature=level`, as reported."""
+        return f"{self.feature}={self.level}"
+
+
 class LabelledPerformance(BaseModel):
     """The champion's quality on labelled recent requests."""
 
@@ -155,6 +182,9 @@ class LabelledPerformance(BaseModel):
     mean_probability: float | None = None  # calibration: against churn_rate
     brier: float | None = None
     brier_variance: float | None = None  # of the per-request squared error, for the Brier score's bound
+    reliability_gap: float | None = None  # Spiegelhalter's Σ(y − p)(1 − 2p) / n
+    reliability_se: float | None = None  # its standard error if the probabilities were right
+    segments: tuple[SegmentCalibration, ...] = ()  # calibration per categorical level and probability bin
     lookback_days: int
     unreadable_rows: int = 0  # log lines of the window that were not JSON records (skipped)
     skipped_objects: int = 0  # log objects of the window that were not complete gzip (skipped)

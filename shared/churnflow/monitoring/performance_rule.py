@@ -15,6 +15,21 @@ its size is known, its standard error joins the window's (the two are independen
   expected Brier's SE² (`metric.brier_se`). Without those sums, the bound uses that each squared error
   lies in [0, 1], so its variance is at most its mean, the Brier score.
 
+Two more tests need no expectation at all, only the champion's own logged probabilities on the same
+labelled requests, so their error is the window's alone; a covariate shift whose outcomes follow the
+champion's probabilities does not move them:
+
+- `labelled_segment_calibration`: for each level of each categorical feature of the schema and each
+  probability bin with at least `segment_min_rows` labelled requests, |observed − mean predicted churn|
+  > `segment_margin` + z_K·√Σp(1−p)/n, where z_K is the two-sided quantile at `confidence` with a
+  Bonferroni correction for the K segments tested. A change in one segment's churn, or noise in its
+  labels, shows there long before it moves the overall mean.
+- `labelled_reliability`: Spiegelhalter's statistic, |Σ(y − p)(1 − 2p)| / n > `reliability_margin` +
+  Bernstein's two-sided bound at `confidence` for its variance Σ(1 − 2p)²p(1 − p) (each term lies in
+  [−1, 1]): outcomes less (or more) predictable than the probabilities say, e.g. label noise pulling
+  every outcome towards 50 %. Not the normal bound: the rare churner of a probability near 0 gives the
+  statistic a heavy tail (an in-distribution window of 1000 requests reached z = 5.2).
+
 Fewer than `min_labels` labelled requests decide nothing.
 """
 
@@ -25,9 +40,18 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+import pandas as pd
 
-from churnflow.monitoring.models import ExpectedQuality, LabelledPerformance, PerformanceDecision, PerformanceRule
-from churnflow.outcomes.labelled import PerformanceCounts
+from churnflow.core import schema
+from churnflow.monitoring.models import (
+    ExpectedQuality,
+    LabelledPerformance,
+    PerformanceDecision,
+    PerformanceRule,
+    SegmentCalibration,
+)
+from churnflow.outcomes.labelled import PerformanceCounts, SegmentCounts
+from churnflow.outcomes.queries import CALIBRATION_BINS, PROBABILITY_BIN
 from churnflow.settings import MonitorSettings
 
 
@@ -40,6 +64,9 @@ class PerformancePolicy:
     auc_margin: float = 0.0
     calibration_margin: float = 0.02
     brier_margin: float = 0.01
+    segment_margin: float = 0.025
+    segment_min_rows: int = 200
+    reliability_margin: float = 0.005
 
     @classmethod
     def from_settings(cls, settings: MonitorSettings) -> PerformancePolicy:
@@ -50,12 +77,19 @@ class PerformancePolicy:
             settings.performance_auc_margin,
             settings.performance_calibration_margin,
             settings.performance_brier_margin,
+            settings.performance_segment_margin,
+            settings.performance_segment_min_rows,
+            settings.performance_reliability_margin,
         )
 
     @property
     def z(self) -> float:
         """The one-sided normal quantile of `confidence`."""
         return NormalDist().inv_cdf(self.confidence)
+
+    def two_sided_z(self, tests: int = 1) -> float:
+        """The two-sided normal quantile of `confidence`, Bonferroni-corrected for `tests` tests."""
+        return NormalDist().inv_cdf(1 - (1 - self.confidence) / (2 * tests))
 
 
 def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
@@ -67,10 +101,19 @@ def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
     return math.sqrt(max(variance, 0.0))
 
 
+def bernstein_bound(standard_error: float, rows: int, confidence: float) -> float:
+    """The two-sided Bernstein bound at `confidence` on the mean of `rows` centred terms in [−1, 1] whose mean
+    has this standard error: valid whatever their distribution (the normal bound is not, for the rare
+    surprising outcome of a probability near 0 or 1)."""
+    log_term = math.log(2 / (1 - confidence))
+    variance_sum = (standard_error * rows) ** 2
+    return (log_term / 3 + math.sqrt((log_term / 3) ** 2 + 2 * variance_sum * log_term)) / rows
+
+
 def assess_performance(
     known: LabelledPerformance, expected: ExpectedQuality, policy: PerformancePolicy
 ) -> PerformanceDecision:
-    """Apply the three tests to the champion's labelled performance."""
+    """Apply the five tests to the champion's labelled performance."""
     z = policy.z
     if known.rows < policy.min_labels:
         reason = f"{known.rows} labelled requests, fewer than the {policy.min_labels} the performance rule needs"
@@ -115,6 +158,19 @@ def assess_performance(
             f"labelled Brier {known.brier:.4f} (lower bound {brier_bound:.4f}) vs expected "
             f"{expected.brier:.4f} + margin {policy.brier_margin:.4f} = {bar:.4f}",
         )
+    segments = _segment_calibration(known, policy)
+    if segments.check is not None:
+        checks[PerformanceRule.SEGMENT] = segments.check
+    reliability_bound = None
+    if known.reliability_gap is not None and known.reliability_se is not None:
+        reliability_bound = policy.reliability_margin + bernstein_bound(
+            known.reliability_se, known.rows, policy.confidence
+        )
+        checks[PerformanceRule.RELIABILITY] = (
+            abs(known.reliability_gap) > reliability_bound,
+            f"Spiegelhalter's Σ(y−p)(1−2p)/n {known.reliability_gap:+.4f} (bound ±{reliability_bound:.4f}, "
+            f"z {known.reliability_gap / known.reliability_se:+.2f})",
+        )
     fired = tuple(rule for rule, (hit, _) in checks.items() if hit)
     where = f"on {known.rows} labelled requests at {policy.confidence:.1%} confidence"
     if fired:
@@ -136,11 +192,53 @@ def assess_performance(
         calibration_bound=calibration_bound,
         expected_brier=expected.brier,
         brier_lower_bound=brier_bound,
+        segments_tested=segments.tested,
+        segment_z=segments.z,
+        worst_segment=segments.worst.name if segments.worst else None,
+        segment_gap=segments.worst.predicted_rate - segments.worst.observed_rate if segments.worst else None,
+        segment_bound=segments.bound,
+        reliability_gap=known.reliability_gap,
+        reliability_bound=reliability_bound,
     )
 
 
-def counts_of(churned: np.ndarray, probability: np.ndarray, threshold: float = 0.5) -> PerformanceCounts:
-    """The sums the engine's performance query returns, computed in memory (benchmarks and model tests)."""
+@dataclass(frozen=True)
+class _SegmentTest:
+    """The segment calibration test's verdict: (fired, text), or None with no segment large enough."""
+
+    check: tuple[bool, str] | None = None
+    tested: int = 0
+    z: float | None = None
+    worst: SegmentCalibration | None = None
+    bound: float | None = None
+
+
+def _segment_calibration(known: LabelledPerformance, policy: PerformancePolicy) -> _SegmentTest:
+    """The segment furthest from calibration beyond its noise and the margin, among those large enough."""
+    tested = [s for s in known.segments if s.rows >= policy.segment_min_rows]
+    if not tested:
+        return _SegmentTest()
+    z = policy.two_sided_z(len(tested))
+
+    def excess(segment: SegmentCalibration) -> float:
+        gap = abs(segment.predicted_rate - segment.observed_rate)
+        return gap - policy.segment_margin - z * segment.standard_error
+
+    worst = max(tested, key=excess)
+    bound = policy.segment_margin + z * worst.standard_error
+    text = (
+        f"{worst.name}: mean predicted churn {worst.predicted_rate:.3f} vs observed {worst.observed_rate:.3f} "
+        f"on {worst.rows} requests (gap {worst.predicted_rate - worst.observed_rate:+.3f}, bound "
+        f"±{bound:.3f}; the worst of {len(tested)} segments, z {z:.2f})"
+    )
+    return _SegmentTest((excess(worst) > 0, text), len(tested), z, worst, bound)
+
+
+def counts_of(
+    churned: np.ndarray, probability: np.ndarray, features: pd.DataFrame | None = None, threshold: float = 0.5
+) -> PerformanceCounts:
+    """The sums the engine's performance query returns, computed in memory (benchmarks and model tests);
+    the per-segment sums only when the requests' `features` are given."""
     y = np.asarray(churned, dtype=int)
     p = np.asarray(probability, dtype=float)
     _, inverse, tied = np.unique(p, return_inverse=True, return_counts=True)
@@ -156,4 +254,29 @@ def counts_of(churned: np.ndarray, probability: np.ndarray, threshold: float = 0
         unreadable_rows=0,
         skipped_objects=0,
         sum_fourth_power_error=float(((y - p) ** 4).sum()),
+        reliability_sum=float(((y - p) * (1 - 2 * p)).sum()),
+        reliability_variance=float(((1 - 2 * p) ** 2 * p * (1 - p)).sum()),
+        segments=() if features is None else _segment_counts(y, p, features),
     )
+
+
+def _segment_counts(y: np.ndarray, p: np.ndarray, features: pd.DataFrame) -> tuple[SegmentCounts, ...]:
+    bins = np.minimum(np.floor(p * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    columns = {name: features[name].astype(str).to_numpy() for name in schema.CATEGORICAL_NAMES}
+    columns[PROBABILITY_BIN] = bins.astype(str)
+    segments = []
+    for feature, values in columns.items():
+        for level in np.unique(values):
+            inside = values == level
+            q = p[inside]
+            segments.append(
+                SegmentCounts(
+                    str(feature),
+                    str(level),
+                    int(inside.sum()),
+                    int(y[inside].sum()),
+                    float(q.sum()),
+                    float((q * (1 - q)).sum()),
+                )
+            )
+    return tuple(segments)

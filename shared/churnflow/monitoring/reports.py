@@ -76,7 +76,31 @@ def performance_section(summary: CheckSummary) -> str:
     return (
         f'<section id="churnflow-decision"><h2>ChurnFlow check {html.escape(summary.check_id)}: '
         f"{html.escape(str(summary.status))}, retrain rules fired: "
-        f"{html.escape(', '.join(summary.retrain_rules) or 'none')}</h2><table>{body}</table></section>"
+        f"{html.escape(', '.join(summary.retrain_rules) or 'none')}</h2><table>{body}</table>"
+        f"{segment_table(summary)}</section>"
+    )
+
+
+def segment_table(summary: CheckSummary, shown: int = 8) -> str:
+    """The segments furthest from calibration beyond their noise: where the champion is wrong, and by how much."""
+    verdict, known = summary.performance_decision, summary.performance
+    if verdict is None or known is None or verdict.segment_z is None:
+        return ""
+    z = verdict.segment_z
+    segments = sorted(
+        known.segments, key=lambda s: abs(s.predicted_rate - s.observed_rate) - z * s.standard_error, reverse=True
+    )
+    body = "".join(
+        f"<tr><td>{html.escape(s.name)}</td><td>{s.rows}</td><td>{s.predicted_rate:.3f}</td>"
+        f"<td>{s.observed_rate:.3f}</td><td>{s.predicted_rate - s.observed_rate:+.3f}</td>"
+        f"<td>±{z * s.standard_error:.3f}</td></tr>"
+        for s in segments[:shown]
+    )
+    return (
+        f"<h3>Calibration by segment: the {min(shown, len(segments))} furthest of {len(segments)} beyond their noise "
+        f"({verdict.segments_tested} large enough to be tested)</h3><table>"
+        "<tr><th>segment</th><th>labelled requests</th><th>mean predicted</th><th>observed churn</th>"
+        f"<th>gap</th><th>noise (z {z:.2f})</th></tr>{body}</table>"
     )
 
 

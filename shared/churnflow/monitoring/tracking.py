@@ -44,6 +44,7 @@ def summary_metrics(summary: CheckSummary) -> dict[str, float]:
         metrics.update({f"labelled.{name}": value for name, value in optional.items() if value is not None})
     if (verdict := summary.performance_decision) is not None:
         metrics["performance.degraded"] = float(verdict.degraded)
+        metrics["performance.segments_tested"] = float(verdict.segments_tested)
         bounds = {
             "expected_auc": verdict.expected_auc,
             "auc_upper_bound": verdict.auc_upper_bound,
@@ -51,6 +52,10 @@ def summary_metrics(summary: CheckSummary) -> dict[str, float]:
             "calibration_bound": verdict.calibration_bound,
             "expected_brier": verdict.expected_brier,
             "brier_lower_bound": verdict.brier_lower_bound,
+            "segment_gap": verdict.segment_gap,
+            "segment_bound": verdict.segment_bound,
+            "reliability_gap": verdict.reliability_gap,
+            "reliability_bound": verdict.reliability_bound,
         }
         metrics.update({f"performance.{name}": value for name, value in bounds.items() if value is not None})
         metrics.update({f"rule.{rule}": 1.0 for rule in verdict.rules_fired})

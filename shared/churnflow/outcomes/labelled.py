@@ -14,6 +14,19 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class SegmentCounts:
+    """Sums over the labelled requests of one segment: a level of a categorical feature, or a probability bin."""
+
+    feature: str
+    level: str
+    n: int
+    positives: int
+    sum_probability: float
+    sum_variance: float
+    """Σ p(1 − p): the variance of `positives` if the probabilities were right."""
+
+
+@dataclass(frozen=True)
 class PerformanceCounts:
     """Sums over the labelled requests of a window, from which every labelled metric follows exactly."""
 
@@ -29,6 +42,12 @@ class PerformanceCounts:
     skipped_objects: int
     sum_fourth_power_error: float = 0.0
     """Σ (y − p)⁴: with sum_squared_error, the variance of the per-request squared error."""
+    reliability_sum: float = 0.0
+    """Spiegelhalter's Σ (y − p)(1 − 2p): about 0 when the probabilities are right."""
+    reliability_variance: float = 0.0
+    """Σ (1 − 2p)² p(1 − p): its variance when they are."""
+    segments: tuple[SegmentCounts, ...] = ()
+    """The same sums per segment (`queries.performance`), for the segment calibration test."""
 
     @property
     def roc_auc(self) -> float | None:
@@ -41,7 +60,15 @@ class PerformanceCounts:
 
 def performance(engine: Engine, model_version: int, start: date, until: date) -> PerformanceCounts:
     """Counts of `model_version`'s labelled requests logged from day `start` to day `until`."""
-    row = engine.run(queries.performance(model_version, start, until)).to_pylist()[0]
+    rows = engine.run(queries.performance(model_version, start, until)).to_pylist()
+    [row] = [r for r in rows if r["feature"] is None]
+    segments = tuple(
+        SegmentCounts(
+            r["feature"], r["level"], int(r["n"]), int(r["positives"]), float(r["sum_p"]), float(r["sum_variance"])
+        )
+        for r in rows
+        if r["feature"] is not None
+    )
     return PerformanceCounts(
         n=int(row["n"]),
         positives=int(row["positives"]),
@@ -52,6 +79,9 @@ def performance(engine: Engine, model_version: int, start: date, until: date) ->
         unreadable_rows=0,
         skipped_objects=len(engine.skipped_objects),
         sum_fourth_power_error=float(row["sum_fourth_power_error"]),
+        reliability_sum=float(row["reliability_sum"]),
+        reliability_variance=float(row["reliability_variance"]),
+        segments=segments,
     )
 
 

@@ -79,28 +79,53 @@ WHERE r.dt BETWEEN @first_day AND @last_day AND (r.request_id IS NULL OR i.reque
 QUALIFY r.request_id IS NULL OR ROW_NUMBER() OVER (PARTITION BY r.request_id ORDER BY r.ts) = 1
 """
 
+CALIBRATION_BINS = 10
+"""Equal-width probability bins of the segment calibration test: [0, 0.1), [0.1, 0.2), … [0.9, 1]."""
+PROBABILITY_BIN = "probability_bin"
+"""The `feature` name of the probability bins among the performance query's segments."""
+
+_SEGMENTS = (*schema.CATEGORICAL_NAMES, PROBABILITY_BIN)
+_SEGMENT_NAME = " ".join(f"WHEN GROUPING({name}) = 0 THEN '{name}'" for name in _SEGMENTS)
+_SEGMENT_LEVEL = ", ".join(f"CAST({name} AS STRING)" for name in _SEGMENTS)
+
 PERFORMANCE_SQL = f"""
 WITH latest AS (
-  SELECT churn_probability AS p, churn_prediction AS predicted, IF(churned, 1, 0) AS y FROM labelled
+  SELECT churn_probability AS p, churn_prediction AS predicted, IF(churned, 1, 0) AS y,
+    {", ".join(schema.CATEGORICAL_NAMES)},
+    LEAST(CAST(FLOOR(churn_probability * {CALIBRATION_BINS}) AS INT64), {CALIBRATION_BINS - 1}) AS {PROBABILITY_BIN}
+  FROM labelled
   WHERE dt BETWEEN @first_day AND @last_day AND model_version = @model_version AND churn_probability IS NOT NULL
   QUALIFY {_LATEST.format("")}
 ),
-grouped AS (SELECT p, predicted, COUNT(*) AS n, SUM(y) AS pos FROM latest GROUP BY p, predicted),
+sums AS (
+  SELECT p, predicted, GROUPING(p) AS is_segment, CASE {_SEGMENT_NAME} END AS feature,
+    COALESCE({_SEGMENT_LEVEL}) AS level, COUNT(*) AS n, SUM(y) AS pos, SUM(p) AS sum_p,
+    SUM(p * (1 - p)) AS sum_variance
+  FROM latest
+  GROUP BY GROUPING SETS ((p, predicted), {", ".join(f"({name})" for name in _SEGMENTS)})
+),
 ranked AS (
   SELECT p, predicted, n, pos,
     SUM(n) OVER (ORDER BY p RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - SUM(n) OVER (PARTITION BY p) AS below,
     SUM(n) OVER (PARTITION BY p) AS tied
-  FROM grouped
+  FROM sums WHERE is_segment = 0
 )
 SELECT
+  CAST(NULL AS STRING) AS feature,
+  CAST(NULL AS STRING) AS level,
   COALESCE(SUM(n), 0) AS n,
   COALESCE(SUM(pos), 0) AS positives,
   COALESCE(SUM(IF(predicted = 1, pos, n - pos)), 0) AS correct,
   COALESCE(SUM(n * p), 0) AS sum_p,
   COALESCE(SUM(pos * (1 - p) * (1 - p) + (n - pos) * p * p), 0) AS sum_squared_error,
   COALESCE(SUM(pos * (2 * below + tied + 1)), 0) AS positive_rank_sum_x2,
-  COALESCE(SUM(pos * POW(1 - p, 4) + (n - pos) * POW(p, 4)), 0) AS sum_fourth_power_error
+  COALESCE(SUM(pos * POW(1 - p, 4) + (n - pos) * POW(p, 4)), 0) AS sum_fourth_power_error,
+  COALESCE(SUM((pos - n * p) * (1 - 2 * p)), 0) AS reliability_sum,
+  COALESCE(SUM(n * (1 - 2 * p) * (1 - 2 * p) * p * (1 - p)), 0) AS reliability_variance,
+  COALESCE(SUM(n * p * (1 - p)), 0) AS sum_variance
 FROM ranked
+UNION ALL
+SELECT feature, level, n, pos, NULL, sum_p, NULL, NULL, NULL, NULL, NULL, sum_variance FROM sums WHERE is_segment = 1
 """
 
 RECENT_LABELLED_SQL = f"""
@@ -134,12 +159,17 @@ def matched_requests(first: date, last: date, import_key: str, labels: pa.Table)
 
 
 def performance(model_version: int, start: date, until: date) -> Query:
-    """Aggregates of `model_version`'s labelled requests logged on days start..until (one row).
+    """Aggregates of `model_version`'s labelled requests logged on days start..until, in one scan.
 
-    n, positives, correct (served prediction = outcome), sum of probabilities, sum of squared errors
-    (Brier × n) and of their squares (the Brier score's variance), twice the rank sum of the positives
-    (ties get their average rank: the Mann-Whitney U
-    form of ROC AUC), over the `labelled` partitions of those days only.
+    The row whose `feature` is NULL sums over all of them: n, positives, correct (served prediction =
+    outcome), sum of probabilities, sum of squared errors (Brier × n) and of their squares (the Brier
+    score's variance), twice the rank sum of the positives (ties get their average rank: the
+    Mann-Whitney U form of ROC AUC), Spiegelhalter's Σ(y − p)(1 − 2p) and its variance
+    Σ(1 − 2p)²p(1 − p). Then one row per segment (`feature`, `level`): each level of each categorical
+    feature of the schema and each probability bin (`PROBABILITY_BIN`), with n, positives, sum of
+    probabilities and Σp(1 − p) (the variance of the positives under a calibrated model; the overall
+    row has it too). Over the
+    `labelled` partitions of those days only.
     """
     params = {"model_version": model_version, "first_day": start, "last_day": until}
     return Query("performance", PERFORMANCE_SQL, params, {tables.LABELLED.name: Scan(start, until)})

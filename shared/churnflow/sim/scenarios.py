@@ -138,6 +138,36 @@ OUTCOME_CHANGES: dict[str, OutcomeChange] = {
             lambda f: f["tenure"] >= 48,
             churn_rate=0.25,
         ),
+        OutcomeChange(
+            "one_year_churn_rises",
+            "Customers on a one-year contract churn at 30% (11% in the data).",
+            lambda f: f["Contract"] == "One year",
+            churn_rate=0.30,
+        ),
+        OutcomeChange(
+            "no_internet_churn_rises",
+            "Customers without internet service churn at 20% (7% in the data).",
+            lambda f: f["InternetService"] == "No",
+            churn_rate=0.20,
+        ),
+        OutcomeChange(
+            "partners_churn_falls",
+            "Customers with a partner churn at 10% (20% in the data).",
+            lambda f: f["Partner"] == "Yes",
+            churn_rate=0.10,
+        ),
+        OutcomeChange(
+            "no_phone_churn_rises",
+            "Customers without phone service, a feature the model barely uses, churn at 55% (25% in the data).",
+            lambda f: f["PhoneService"] == "No",
+            churn_rate=0.55,
+        ),
+        OutcomeChange(
+            "fibre_label_noise_25",
+            "25% of the fibre-optic customers' labels flipped at random (noise in one segment only).",
+            lambda f: f["InternetService"] == "Fiber optic",
+            flip_share=0.25,
+        ),
         OutcomeChange("label_noise_5", "5% of the labels flipped at random.", flip_share=0.05),
         OutcomeChange("label_noise_15", "15% of the labels flipped at random.", flip_share=0.15),
     )

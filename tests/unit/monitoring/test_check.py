@@ -7,9 +7,11 @@ from churnflow.monitoring.models import (
     CheckStatus,
     CheckSummary,
     DriftDecision,
+    LabelledPerformance,
     PerformanceDecision,
     PerformanceRule,
     Rule,
+    SegmentCalibration,
     WindowStats,
 )
 from churnflow.monitoring.reports import IndexEntry, ReportIndex, performance_section
@@ -131,3 +133,34 @@ def test_persistence_reads_the_latest_decided_check_of_the_same_champion():
     )
     assert _previous_over_bar(index, 3) == frozenset({Rule.PREDICTION})
     assert _previous_over_bar(index, 4) == frozenset()  # a new champion starts afresh
+
+
+def test_the_report_shows_the_segments_furthest_from_calibration_first():
+    def segment(level, rows, observed, predicted):
+        se = (predicted * (1 - predicted) / rows) ** 0.5
+        return SegmentCalibration(
+            feature="Contract",
+            level=level,
+            rows=rows,
+            observed_rate=observed,
+            predicted_rate=predicted,
+            standard_error=se,
+        )
+
+    known = LabelledPerformance(
+        model_version=3,
+        rows=2400,
+        churn_rate=0.3,
+        roc_auc=0.8,
+        accuracy=0.8,
+        lookback_days=30,
+        segments=(segment("Two year", 600, 0.05, 0.06), segment("One year", 500, 0.40, 0.20)),
+    )
+    verdict = DEGRADED.model_copy(
+        update={"rules_fired": (PerformanceRule.SEGMENT,), "segments_tested": 2, "segment_z": 3.48}
+    )
+    html = performance_section(summary(verdict=verdict).model_copy(update={"performance": known}))
+    assert "Calibration by segment: the 2 furthest of 2 beyond their noise (2 large enough to be tested)" in html
+    assert html.index("Contract=One year") < html.index("Contract=Two year")
+    assert "<td>0.200</td><td>0.400</td><td>-0.200</td><td>±0.062</td>" in html  # 3.48 · √(0.2·0.8/500)
+    assert "Calibration by segment" not in performance_section(summary(verdict=DEGRADED))

@@ -1,12 +1,15 @@
-"""The performance rule on constructed labelled windows: bounds, each test, too few labels (pure)."""
+"""The performance rule on constructed labelled windows: bounds, each test (segments and reliability too), too few
+labels (pure)."""
 
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from churnflow.monitoring.models import ExpectedQuality, LabelledPerformance, PerformanceRule
+from churnflow.core import schema
+from churnflow.monitoring.models import ExpectedQuality, LabelledPerformance, PerformanceRule, SegmentCalibration
 from churnflow.monitoring.performance import labelled_metrics
 from churnflow.monitoring.performance_rule import (
     PerformancePolicy,
@@ -103,3 +106,81 @@ def test_the_expectations_own_sampling_error_widens_the_bounds():
     measured = ExpectedQuality(roc_auc=0.84, brier=0.138, rows=1409, churn_rate=0.265)
     both = assess_performance(known(auc=0.80), measured, POLICY)
     assert both.auc_upper_bound > alone.auc_upper_bound and both.brier_lower_bound < alone.brier_lower_bound
+
+
+def segment(level, rows, observed, predicted, feature="Contract"):
+    """A segment whose probabilities all equal `predicted` (so its standard error is √(p(1−p)/n))."""
+    return SegmentCalibration(
+        feature=feature,
+        level=level,
+        rows=rows,
+        observed_rate=observed,
+        predicted_rate=predicted,
+        standard_error=math.sqrt(predicted * (1 - predicted) / rows),
+    )
+
+
+CALIBRATED = [segment(f"level {i}", 400, 0.30, 0.30) for i in range(9)]
+SEGMENTS = PerformancePolicy(min_labels=500, confidence=0.999, segment_margin=0.03, segment_min_rows=200)
+
+
+def test_one_segment_off_by_more_than_its_noise_and_the_margin_fires_and_is_named():
+    # 10 segments tested: z = Φ⁻¹(1 − 0.001/20) = 3.89; SE of 300 rows at 0.42 = 0.0285 → bound 0.141
+    window = known().model_copy(update={"segments": (*CALIBRATED, segment("Yes", 300, 0.60, 0.42, "SeniorCitizen"))})
+    decision = assess_performance(window, ExpectedQuality(), SEGMENTS)
+    assert decision.rules_fired == (PerformanceRule.SEGMENT,)
+    assert decision.worst_segment == "SeniorCitizen=Yes" and decision.segments_tested == 10
+    assert decision.segment_gap == pytest.approx(-0.18)
+    assert decision.segment_bound == pytest.approx(0.03 + 3.8906 * math.sqrt(0.42 * 0.58 / 300), abs=1e-4)
+    assert "SeniorCitizen=Yes" in decision.reason and "the worst of 10 segments" in decision.reason
+
+
+def test_a_segment_gap_within_noise_and_margin_or_too_small_a_segment_does_not_fire():
+    within = known().model_copy(update={"segments": (*CALIBRATED, segment("Yes", 300, 0.55, 0.42, "SeniorCitizen"))})
+    assert not assess_performance(within, ExpectedQuality(), SEGMENTS).degraded  # 0.13 < bound 0.141
+    tiny = known().model_copy(update={"segments": (*CALIBRATED, segment("Yes", 150, 0.90, 0.42, "SeniorCitizen"))})
+    decision = assess_performance(tiny, ExpectedQuality(), SEGMENTS)
+    assert not decision.degraded and decision.segments_tested == 9  # under segment_min_rows: not tested
+
+
+def test_the_bonferroni_correction_widens_the_bound_with_the_number_of_segments():
+    gap = segment("Yes", 300, 0.555, 0.42, "SeniorCitizen")  # 0.135: over the bound of 2 segments, under that of 10
+    few = known().model_copy(update={"segments": (CALIBRATED[0], gap)})
+    many = known().model_copy(update={"segments": (*CALIBRATED, gap)})
+    assert assess_performance(few, ExpectedQuality(), SEGMENTS).degraded
+    assert not assess_performance(many, ExpectedQuality(), SEGMENTS).degraded
+
+
+def test_reliability_fires_when_outcomes_are_less_predictable_than_the_probabilities_say():
+    rng = np.random.default_rng(3)
+    p = rng.beta(1, 3, 4000)
+    y = (rng.random(4000) < p).astype(int)
+    noisy = np.where(rng.random(4000) < 0.08, 1 - y, y)  # 8 % of the labels flipped
+    policy = PerformancePolicy(min_labels=500, confidence=0.999, reliability_margin=0.006)
+    honest = assess_performance(labelled_metrics(counts_of(y, p), 1, 30), ExpectedQuality(), policy)
+    flipped = assess_performance(labelled_metrics(counts_of(noisy, p), 1, 30), ExpectedQuality(), policy)
+    assert PerformanceRule.RELIABILITY not in honest.rules_fired and abs(honest.reliability_gap) < 0.006
+    assert PerformanceRule.RELIABILITY in flipped.rules_fired and flipped.reliability_gap > honest.reliability_bound
+    assert "Spiegelhalter" in flipped.reason
+
+
+def test_reliability_sums_are_spiegelhalters():
+    p, y = np.array([0.1, 0.4, 0.8, 0.8]), np.array([0, 1, 1, 0])
+    metrics = labelled_metrics(counts_of(y, p), 1, 30)
+    numerator = ((y - p) * (1 - 2 * p)).sum()
+    assert metrics.reliability_gap == pytest.approx(numerator / 4)
+    assert metrics.reliability_se == pytest.approx(math.sqrt(((1 - 2 * p) ** 2 * p * (1 - p)).sum()) / 4)
+
+
+def test_counts_of_sums_each_categorical_level_and_probability_bin():
+    rows = pd.DataFrame([schema.EXAMPLE_CUSTOMER] * 4).assign(Contract=["One year", "One year", "Two year", "Two year"])
+    p, y = np.array([0.05, 0.15, 0.95, 1.0]), np.array([0, 1, 1, 1])
+    metrics = labelled_metrics(counts_of(y, p, rows), 1, 30)
+    by_name = {s.name: s for s in metrics.segments}
+    one_year = by_name["Contract=One year"]
+    assert (one_year.rows, one_year.observed_rate, one_year.predicted_rate) == (2, 0.5, pytest.approx(0.1))
+    assert one_year.standard_error == pytest.approx(math.sqrt(0.05 * 0.95 + 0.15 * 0.85) / 2)
+    assert by_name["probability_bin=[0.9, 1.0]"].rows == 2  # p = 1.0 falls in the last bin
+    assert by_name["probability_bin=[0.0, 0.1)"].rows == 1
+    assert sum(s.rows for s in metrics.segments if s.feature == "gender") == 4
+    assert {s.feature for s in metrics.segments} == {*schema.CATEGORICAL_NAMES, "probability_bin"}

@@ -69,7 +69,8 @@ def run(con, query):
 
 
 def counts(con, query):
-    row = con.execute(query.to("duckdb"), query.params).fetch_df().iloc[0]
+    rows = con.execute(query.to("duckdb"), query.params).fetch_df()
+    row = rows[rows["feature"].isna()].iloc[0]
     return PerformanceCounts(
         *(int(row[k]) for k in ("n", "positives", "correct")),
         float(row["sum_p"]),
@@ -97,6 +98,47 @@ def test_performance_matches_a_hand_computation_and_sklearn_with_ties():
     assert got.sum_probability == pytest.approx(p.sum())
     assert got.sum_squared_error == pytest.approx(((p - y) ** 2).sum())
     assert got.sum_fourth_power_error == pytest.approx(((p - y) ** 4).sum())
+
+
+def test_performance_sums_spiegelhalters_statistic_and_each_segment_in_the_same_query():
+    rng = np.random.default_rng(1)
+    p = np.round(rng.random(300), 3)
+    y = (rng.random(300) < p).astype(int)
+    contracts = np.array(["Month-to-month", "One year", "Two year"])[np.arange(300) % 3]
+    rows = [example(i, float(p[i]), bool(y[i])) | {"Contract": str(contracts[i])} for i in range(300)]
+    rows.append(example(1, float(p[1]), not y[1], key="20261119T000000Z-old"))  # overridden by the later import
+    rows.append(example(901, 0.9, True, version=2) | {"Contract": "One year"})  # another model's request
+    con = memory_tables(labelled=rows)
+    query = queries.performance(3, DAY - timedelta(days=30), DAY)
+
+    got = con.execute(query.to("duckdb"), query.params).fetch_df()
+    [overall] = got[got["feature"].isna()].to_dict("records")
+    assert overall["reliability_sum"] == pytest.approx(((y - p) * (1 - 2 * p)).sum())
+    assert overall["reliability_variance"] == pytest.approx(((1 - 2 * p) ** 2 * p * (1 - p)).sum())
+    assert overall["sum_variance"] == pytest.approx((p * (1 - p)).sum())
+    segments = got[got["feature"].notna()].set_index(["feature", "level"])
+    for contract in contracts[:3]:
+        inside = contracts == contract
+        one = segments.loc[("Contract", contract)]
+        assert (one["n"], one["positives"]) == (inside.sum(), y[inside].sum())
+        assert one["sum_p"] == pytest.approx(p[inside].sum())
+        assert one["sum_variance"] == pytest.approx((p[inside] * (1 - p[inside])).sum())
+    bins = np.minimum(np.floor(p * queries.CALIBRATION_BINS), queries.CALIBRATION_BINS - 1).astype(int)
+    for b in range(queries.CALIBRATION_BINS):
+        one = segments.loc[(queries.PROBABILITY_BIN, str(b))]
+        assert (one["n"], one["positives"]) == ((bins == b).sum(), y[bins == b].sum())
+    assert segments.loc[("SeniorCitizen", "0"), "n"] == 300  # an integer category, as text
+    assert set(segments.index.get_level_values(0)) == {*schema.CATEGORICAL_NAMES, queries.PROBABILITY_BIN}
+    assert segments.groupby(level=0)["n"].sum().eq(300).all()  # each feature's levels partition the requests
+
+
+def test_the_bigquery_performance_query_groups_every_segment_in_one_pass():
+    sql = queries.performance(3, DAY, DAY).to("bigquery")
+    tree = sqlglot.parse_one(sql, read="bigquery")
+    assert len(list(tree.find_all(exp.GroupingSets))) == 1
+    assert sum(1 for t in tree.find_all(exp.Table) if t.name == tables.LABELLED.name) == 1
+    for name in (*schema.CATEGORICAL_NAMES, queries.PROBABILITY_BIN):
+        assert f"GROUPING({name}) = 0 THEN '{name}'" in sql
 
 
 def test_performance_reads_only_its_window():

@@ -14,6 +14,7 @@ POLICY = GatePolicy(
     base_auc_tolerance=0.10,
     gain_z=2.0,
     min_oot_rows=200,
+    auc_gain=0.005,
 )
 CHAMPION_OOT = {"roc_auc": 0.80, "brier": 0.160, "rows": 900.0}
 BASE = {"roc_auc": 0.84, "brier": 0.138, "rows": 1400.0}
@@ -54,6 +55,20 @@ def test_a_higher_auc_with_worse_calibration_is_refused():
 
 def test_a_loss_within_the_auc_tolerance_with_better_calibration_is_promoted():
     assert judge(oot(0.797, 0.150)).promote
+
+
+def test_the_auc_a_challenger_may_lose_and_the_auc_gain_that_counts_are_separate():
+    policy = GatePolicy(auc_tolerance=0.03, auc_gain=0.015)  # the defaults
+
+    def decide(auc, brier, se=0.002):
+        return judge_challenger(oot(auc, brier), CHAMPION_OOT, BASE, BASE, policy, brier_gain_se=se)
+
+    # far better calibrated, 0.02 AUC lower (about a standard error on 900 rows): promoted
+    assert decide(0.78, 0.140).promote
+    assert decide(0.765, 0.140).checks["oot_auc"] is False  # 0.035 lower: refused
+    small = decide(0.812, 0.1595)  # +0.012 AUC, a Brier gain within the noise: a tie
+    assert not small.promote and "AUC > +0.0150" in small.reason
+    assert decide(0.82, 0.1595).promote  # +0.02 AUC counts
 
 
 def test_a_collapse_on_the_base_check_set_is_refused():
@@ -101,4 +116,4 @@ def test_without_a_champion_the_floor_on_the_base_check_decides():
 
 def test_policy_from_settings():
     settings = RetrainSettings(auc_tolerance=0.01, min_oot_rows=50)
-    assert GatePolicy.from_settings(settings) == GatePolicy(0.75, 0.01, 0.0005, 0.15, 2.0, 50)
+    assert GatePolicy.from_settings(settings) == GatePolicy(0.75, 0.01, 0.0005, 0.15, 2.0, 50, 0.015)
