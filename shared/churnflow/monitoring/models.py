@@ -100,7 +100,7 @@ class ExpectedQuality(_Frozen):
 class PerformanceDecision(_Frozen):
     """Whether the champion's labelled performance is worse than expected beyond its confidence bound, and why."""
 
-    decided: bool = Field(description="False when too few labelled requests (or no expectation) to judge.")
+    decided: bool = Field(description="False when too few labelled requests (or no test applies) to judge.")
     degraded: bool
     rules_fired: tuple[PerformanceRule, ...]
     reason: str
