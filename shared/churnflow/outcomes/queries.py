@@ -88,14 +88,28 @@ _SEGMENTS = (*schema.CATEGORICAL_NAMES, PROBABILITY_BIN)
 _SEGMENT_NAME = " ".join(f"WHEN GROUPING({name}) = 0 THEN '{name}'" for name in _SEGMENTS)
 _SEGMENT_LEVEL = ", ".join(f"CAST({name} AS STRING)" for name in _SEGMENTS)
 
+_BIN = f"LEAST(CAST(FLOOR(churn_probability * {CALIBRATION_BINS}) AS INT64), {CALIBRATION_BINS - 1})"
+_LATEST_COLUMNS = (
+    "churn_probability AS p, churn_prediction AS predicted, IF(churned, 1, 0) AS y, "
+    f"{', '.join(schema.CATEGORICAL_NAMES)}, {_BIN} AS {PROBABILITY_BIN}"
+)
+"""What the performance query reads of each labelled request."""
+
 PERFORMANCE_SQL = f"""
-WITH latest AS (
-  SELECT churn_probability AS p, churn_prediction AS predicted, IF(churned, 1, 0) AS y,
-    {", ".join(schema.CATEGORICAL_NAMES)},
-    LEAST(CAST(FLOOR(churn_probability * {CALIBRATION_BINS}) AS INT64), {CALIBRATION_BINS - 1}) AS {PROBABILITY_BIN}
-  FROM labelled
+WITH relabelled AS (
+  SELECT request_id FROM labelled
   WHERE dt BETWEEN @first_day AND @last_day AND model_version = @model_version AND churn_probability IS NOT NULL
-  QUALIFY {_LATEST.format("")}
+  GROUP BY request_id HAVING COUNT(*) > 1
+),
+latest AS (
+  SELECT {_LATEST_COLUMNS} FROM labelled AS l
+  WHERE dt BETWEEN @first_day AND @last_day AND model_version = @model_version AND churn_probability IS NOT NULL
+    AND l.request_id NOT IN (SELECT request_id FROM relabelled)
+  UNION ALL
+  SELECT {_LATEST_COLUMNS} FROM labelled AS l
+  WHERE dt BETWEEN @first_day AND @last_day AND model_version = @model_version AND churn_probability IS NOT NULL
+    AND l.request_id IN (SELECT request_id FROM relabelled)
+  QUALIFY {_LATEST.format("l.")}
 ),
 sums AS (
   SELECT p, predicted, GROUPING(p) AS is_segment, CASE {_SEGMENT_NAME} END AS feature,
@@ -168,8 +182,9 @@ def performance(model_version: int, start: date, until: date) -> Query:
     Σ(1 − 2p)²p(1 − p). Then one row per segment (`feature`, `level`): each level of each categorical
     feature of the schema and each probability bin (`PROBABILITY_BIN`), with n, positives, sum of
     probabilities and Σp(1 − p) (the variance of the positives under a calibrated model; the overall
-    row has it too). Over the
-    `labelled` partitions of those days only.
+    row has it too). Over the `labelled` partitions of those days only. Only the requests labelled more
+    than once (usually few) go through the latest-label window: carrying the 16 categorical columns of
+    every request through it made the query 4× slower (2M labelled rows: 6.3 s against 1.6 s).
     """
     params = {"model_version": model_version, "first_day": start, "last_day": until}
     return Query("performance", PERFORMANCE_SQL, params, {tables.LABELLED.name: Scan(start, until)})

@@ -136,7 +136,9 @@ def test_the_bigquery_performance_query_groups_every_segment_in_one_pass():
     sql = queries.performance(3, DAY, DAY).to("bigquery")
     tree = sqlglot.parse_one(sql, read="bigquery")
     assert len(list(tree.find_all(exp.GroupingSets))) == 1
-    assert sum(1 for t in tree.find_all(exp.Table) if t.name == tables.LABELLED.name) == 1
+    # the ids labelled more than once, then the others and those (deduplicated by a window) apart
+    assert sum(1 for t in tree.find_all(exp.Table) if t.name == tables.LABELLED.name) == 3
+    assert len(list(tree.find_all(exp.Window))) == 1 + 3  # one dedup window; 3 for the AUC's ranks
     for name in (*schema.CATEGORICAL_NAMES, queries.PROBABILITY_BIN):
         assert f"GROUPING({name}) = 0 THEN '{name}'" in sql
 
@@ -222,3 +224,16 @@ def test_a_bigquery_label_source_replaces_the_imported_labels():
 def test_the_duckdb_form_is_the_transpiled_source():
     for query in ALL:
         assert "$first_day" in query.to("duckdb") and "@first_day" not in query.to("duckdb")
+
+
+def test_a_request_labelled_twice_counts_once_with_its_latest_label_overall_and_in_its_segments():
+    older, newer = "20261119T000000Z-a", "20261120T000000Z-b"
+    labelled = [example(0, 0.2, False, key=older), example(0, 0.2, True, key=newer), example(1, 0.7, False)]
+    query = queries.performance(3, DAY, DAY)
+    rows = memory_tables(labelled=labelled).execute(query.to("duckdb"), query.params).fetch_df()
+
+    overall = rows[rows["feature"].isna()].iloc[0]
+    assert (overall["n"], overall["positives"]) == (2, 1)
+    by_bin = rows[rows["feature"] == queries.PROBABILITY_BIN].set_index("level")
+    assert (by_bin.loc["2", "n"], by_bin.loc["2", "positives"]) == (1, 1)  # r0, churned by its newer label
+    assert (by_bin.loc["7", "n"], by_bin.loc["7", "positives"]) == (1, 0)
