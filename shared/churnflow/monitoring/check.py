@@ -22,7 +22,7 @@ from churnflow.core.messages import RetrainRequested
 from churnflow.monitoring import drift, history, metrics, policy, tracking
 from churnflow.monitoring.champion import Champion, load_champion, load_reference
 from churnflow.monitoring.errors import MonitorUnavailable
-from churnflow.monitoring.models import CheckStatus, CheckSummary, Rule, WindowStats
+from churnflow.monitoring.models import CheckStatus, CheckSummary, LabelledPerformance, Rule, WindowStats
 from churnflow.monitoring.performance import labelled_performance
 from churnflow.monitoring.performance_rule import PerformancePolicy, assess_performance
 from churnflow.monitoring.reports import ReportIndex, ReportStore, performance_section
@@ -82,10 +82,12 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
     started = time.perf_counter()
     check_id = new_check_id(now)
     reports = ReportStore(settings.project, settings.bucket)
-    # The champion and its reference rows do not depend on the window: they load while it is read.
-    with ThreadPoolExecutor(max_workers=1) as background:
+    # The champion, its reference rows and its labelled performance do not depend on the window: they
+    # load while it is read and judged (DuckDB and the storage client release the GIL).
+    with ThreadPoolExecutor(max_workers=2) as background:
         champion_loading = background.submit(load_champion, settings)
         reference_loading = background.submit(_reference, settings.project, champion_loading)
+        performance_loading = background.submit(_labelled, settings, champion_loading, now)
         settled = now - timedelta(seconds=settings.settle_s)
         index = reports.read_index()
         window = choose_window(settled, settings.window_hours, index.last_decided_end(), settings.since_last_check)
@@ -105,7 +107,7 @@ def _run(settings: MonitorSettings, now: datetime, publish: Publisher | None) ->
             trigger=RequestOutcome(action="none", reason=f"fewer than {settings.min_rows} valid rows"),
         )
         snapshot: Snapshot | None = None
-        summary = _judge_performance(settings, champion, now, summary)
+        summary = _judge_performance(settings, champion, performance_loading.result(), summary)
         if len(sample.frame) >= settings.min_rows:
             previous = _previous_over_bar(index, champion.version)
             summary, snapshot = _assess(
@@ -138,11 +140,15 @@ def _reference(project: str, champion: Future[Champion]) -> pd.DataFrame:
     return drift.with_prediction(load_reference(project, loaded), loaded.scorer)
 
 
+def _labelled(settings: MonitorSettings, champion: Future[Champion], now: datetime) -> LabelledPerformance | None:
+    """The champion's labelled performance in the look-back."""
+    return labelled_performance(settings, now, champion.result().version, settings.label_lookback_days)
+
+
 def _judge_performance(
-    settings: MonitorSettings, champion: Champion, now: datetime, summary: CheckSummary
+    settings: MonitorSettings, champion: Champion, known: LabelledPerformance | None, summary: CheckSummary
 ) -> CheckSummary:
-    """The champion's labelled performance in the look-back and the performance rule's verdict on it."""
-    known = labelled_performance(settings, now, champion.version, settings.label_lookback_days)
+    """The champion's labelled performance and the performance rule's verdict on it."""
     verdict = None
     if known is not None:
         verdict = assess_performance(known, champion.expected, PerformancePolicy.from_settings(settings))
