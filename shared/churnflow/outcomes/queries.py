@@ -69,7 +69,8 @@ def _parse(sql: str) -> exp.Expression:
 
 _FEATURES = ", ".join(schema.FEATURE_NAMES)
 _R_FEATURES = ", ".join(f"r.{name}" for name in schema.FEATURE_NAMES)
-_LATEST = "ROW_NUMBER() OVER (PARTITION BY {0}request_id ORDER BY {0}import_key DESC, {0}observed_at DESC) = 1"
+_LATEST = "ROW_NUMBER() OVER (PARTITION BY l.request_id ORDER BY l.import_key DESC, l.observed_at DESC) = 1"
+"""The latest label of each request of `labelled AS l`: the newest import, then the newest observation."""
 
 MATCHED_REQUESTS_SQL = f"""
 SELECT r.request_id, r.ts, r.model_version, {_R_FEATURES}, r.churn_probability, r.churn_prediction,
@@ -94,22 +95,26 @@ _LATEST_COLUMNS = (
     f"{', '.join(schema.CATEGORICAL_NAMES)}, {_BIN} AS {PROBABILITY_BIN}"
 )
 """What the performance query reads of each labelled request."""
+_CHAMPION_ANSWERED = (
+    "dt BETWEEN @first_day AND @last_day AND model_version = @model_version AND churn_probability IS NOT NULL"
+)
+"""The labelled requests of the window that the model version answered."""
 
 PERFORMANCE_SQL = f"""
 WITH relabelled AS (
   SELECT request_id FROM labelled
-  WHERE dt BETWEEN @first_day AND @last_day AND model_version = @model_version AND churn_probability IS NOT NULL
+  WHERE {_CHAMPION_ANSWERED}
   GROUP BY request_id HAVING COUNT(*) > 1
 ),
 latest AS (
   SELECT {_LATEST_COLUMNS} FROM labelled AS l
-  WHERE dt BETWEEN @first_day AND @last_day AND model_version = @model_version AND churn_probability IS NOT NULL
+  WHERE {_CHAMPION_ANSWERED}
     AND l.request_id NOT IN (SELECT request_id FROM relabelled)
   UNION ALL
   SELECT {_LATEST_COLUMNS} FROM labelled AS l
-  WHERE dt BETWEEN @first_day AND @last_day AND model_version = @model_version AND churn_probability IS NOT NULL
+  WHERE {_CHAMPION_ANSWERED}
     AND l.request_id IN (SELECT request_id FROM relabelled)
-  QUALIFY {_LATEST.format("l.")}
+  QUALIFY {_LATEST}
 ),
 sums AS (
   SELECT p, predicted, GROUPING(p) AS is_segment, CASE {_SEGMENT_NAME} END AS feature,
@@ -151,7 +156,7 @@ WITH newest AS (
 recent AS (
   SELECT l.* FROM labelled AS l JOIN newest AS n ON l.request_id = n.request_id
   WHERE l.dt BETWEEN @first_day AND @last_day
-  QUALIFY {_LATEST.format("l.")}
+  QUALIFY {_LATEST}
 )
 SELECT request_id AS {schema.ID_COLUMN}, {_FEATURES},
   IF(churned, '{schema.TARGET_POSITIVE}', 'No') AS {schema.TARGET}, ts, model_version
