@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from churnflow.outcomes import queries
 from churnflow.outcomes.engine import Engine
@@ -61,6 +61,11 @@ class PerformanceCounts:
 def performance(engine: Engine, model_version: int, start: date, until: date) -> PerformanceCounts:
     """Counts of `model_version`'s labelled requests logged from day `start` to day `until`."""
     rows = engine.run(queries.performance(model_version, start, until)).to_pylist()
+    return counts_of_rows(rows, len(engine.skipped_objects))
+
+
+def counts_of_rows(rows: list[dict[str, Any]], skipped_objects: int) -> PerformanceCounts:
+    """The counts of the performance query's rows: the overall one (`feature` NULL), then the segments."""
     [row] = [r for r in rows if r["feature"] is None]
     segments = tuple(
         SegmentCounts(
@@ -77,7 +82,7 @@ def performance(engine: Engine, model_version: int, start: date, until: date) ->
         sum_squared_error=float(row["sum_squared_error"]),
         positive_rank_sum_x2=int(row["positive_rank_sum_x2"]),
         unreadable_rows=0,
-        skipped_objects=len(engine.skipped_objects),
+        skipped_objects=skipped_objects,
         sum_fourth_power_error=float(row["sum_fourth_power_error"]),
         reliability_sum=float(row["reliability_sum"]),
         reliability_variance=float(row["reliability_variance"]),

@@ -13,7 +13,7 @@ from sqlglot import exp
 from churnflow.core import schema
 from churnflow.outcomes import queries, tables
 from churnflow.outcomes.engine import BigQueryEngine
-from churnflow.outcomes.labelled import PerformanceCounts
+from churnflow.outcomes.labelled import counts_of_rows
 from churnflow.settings import CommonSettings
 
 DAY = date(2026, 11, 20)
@@ -69,17 +69,7 @@ def run(con, query):
 
 
 def counts(con, query):
-    rows = con.execute(query.to("duckdb"), query.params).fetch_df()
-    row = rows[rows["feature"].isna()].iloc[0]
-    return PerformanceCounts(
-        *(int(row[k]) for k in ("n", "positives", "correct")),
-        float(row["sum_p"]),
-        float(row["sum_squared_error"]),
-        int(row["positive_rank_sum_x2"]),
-        0,
-        0,
-        float(row["sum_fourth_power_error"]),
-    )
+    return counts_of_rows(con.execute(query.to("duckdb"), query.params).to_arrow_table().to_pylist(), 0)
 
 
 def test_performance_matches_a_hand_computation_and_sklearn_with_ties():
