@@ -48,6 +48,7 @@ def drifted_run():  # noqa: ANN201 - an Evidently SnapshotModel
     from churnflow.monitoring import drift, history, policy
     from churnflow.monitoring.models import CheckStatus, CheckSummary, WindowStats
     from churnflow.retraining.request_state import RequestOutcome
+    from churnflow.settings import MonitorSettings
     from churnflow.sim import scenarios
     from churnflow.training import data, pipeline
     from churnflow.training.compiler import compile_pipeline
@@ -73,7 +74,9 @@ def drifted_run():  # noqa: ANN201 - an Evidently SnapshotModel
         champion_version=1,
         data_fingerprint="f" * 16,
         window=window,
-        decision=policy.assess_drift(result, scorer.feature_importance(), policy.DriftPolicy()),
+        decision=policy.assess_drift(
+            result, scorer.feature_importance(), policy.DriftPolicy.from_settings(MonitorSettings())
+        ),
         drift=result,
         summary_uri="gs://b/s.json",
         trigger=RequestOutcome(action="published", reason="drift"),

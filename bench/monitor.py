@@ -241,6 +241,7 @@ def scenario_table(sizes: list[int], seeds: int) -> None:
     """How often the policy and Evidently's default rule fire on each scenario (real rows, per seed)."""
     from churnflow.core.scorer import CompiledScorer
     from churnflow.monitoring import drift, policy
+    from churnflow.settings import MonitorSettings
     from churnflow.sim import scenarios
     from churnflow.training import data, pipeline
     from churnflow.training.compiler import compile_pipeline
@@ -249,7 +250,7 @@ def scenario_table(sizes: list[int], seeds: int) -> None:
     result = pipeline.train(frame)
     scorer = CompiledScorer(compile_pipeline(result.model))
     reference = drift.with_prediction(result.train, scorer)
-    rules = policy.DriftPolicy()
+    rules = policy.DriftPolicy.from_settings(MonitorSettings())
     for name in scenarios.SCENARIOS:
         for rows in sizes:
             default = fired = 0

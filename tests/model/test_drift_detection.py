@@ -12,10 +12,11 @@ from churnflow.core.scorer import CompiledScorer
 from churnflow.monitoring import drift
 from churnflow.monitoring.models import Rule
 from churnflow.monitoring.policy import DriftPolicy, assess_drift
+from churnflow.settings import MonitorSettings
 from churnflow.sim import scenarios
 from churnflow.training.compiler import compile_pipeline
 
-POLICY = DriftPolicy()  # the defaults of MonitorSettings
+POLICY = DriftPolicy.from_settings(MonitorSettings())
 SEEDS = range(20)
 
 

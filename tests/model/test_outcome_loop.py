@@ -86,7 +86,7 @@ def test_a_price_change_is_drift_whatever_the_fit(dataset, fits, factor):
         for seed in range(3):
             current = drift.with_prediction(scenarios.window(dataset, change, 1000, seed), scorer)
             result, _ = drift.score_columns(reference, current, drift.DriftConfig())
-            decision = assess_drift(result, scorer.feature_importance(), DriftPolicy())
+            decision = assess_drift(result, scorer.feature_importance(), DriftPolicy.from_settings(MonitorSettings()))
             assert decision.drifted and Rule.FEATURE in decision.rules_fired
 
 

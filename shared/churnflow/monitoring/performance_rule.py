@@ -57,16 +57,16 @@ from churnflow.settings import MonitorSettings
 
 @dataclass(frozen=True)
 class PerformancePolicy:
-    """The rule's thresholds (see the module docstring)."""
+    """The rule's thresholds (see the module docstring); their defaults are `MonitorSettings`'s."""
 
-    min_labels: int = 1000
-    confidence: float = 0.999
-    auc_margin: float = 0.0
-    calibration_margin: float = 0.02
-    brier_margin: float = 0.01
-    segment_margin: float = 0.025
-    segment_min_rows: int = 200
-    reliability_margin: float = 0.005
+    min_labels: int
+    confidence: float
+    auc_margin: float
+    calibration_margin: float
+    brier_margin: float
+    segment_margin: float
+    segment_min_rows: int
+    reliability_margin: float
 
     @classmethod
     def from_settings(cls, settings: MonitorSettings) -> PerformancePolicy:

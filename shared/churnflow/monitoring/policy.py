@@ -36,14 +36,14 @@ from churnflow.settings import MonitorSettings
 
 @dataclass(frozen=True)
 class DriftPolicy:
-    """The policy's thresholds (see the module docstring)."""
+    """The policy's thresholds (see the module docstring); their defaults are `MonitorSettings`'s."""
 
-    drift_share: float = 0.5
-    importance_share: float = 0.25
-    prediction_threshold: float = 0.2
-    noise_factor: float = 4.0
-    feature_share: float = 0.03
-    persistence_margin: float = 0.25
+    drift_share: float
+    importance_share: float
+    prediction_threshold: float
+    noise_factor: float
+    feature_share: float
+    persistence_margin: float
 
     @classmethod
     def from_settings(cls, settings: MonitorSettings) -> DriftPolicy:

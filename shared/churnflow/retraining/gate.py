@@ -33,15 +33,15 @@ Metrics = dict[str, float]
 
 @dataclass(frozen=True)
 class GatePolicy:
-    """The gate's thresholds (see the module docstring)."""
+    """The gate's thresholds (see the module docstring); their defaults are `RetrainSettings`'s."""
 
-    auc_floor: float = 0.75
-    auc_tolerance: float = 0.03
-    brier_tolerance: float = 0.0005
-    base_auc_tolerance: float = 0.15
-    gain_z: float = 2.0
-    min_oot_rows: int = 200
-    auc_gain: float = 0.015
+    auc_floor: float
+    auc_tolerance: float
+    brier_tolerance: float
+    base_auc_tolerance: float
+    gain_z: float
+    min_oot_rows: int
+    auc_gain: float
 
     @classmethod
     def from_settings(cls, settings: RetrainSettings) -> GatePolicy:

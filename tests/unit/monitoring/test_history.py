@@ -11,6 +11,7 @@ from churnflow.core.scorer import CompiledScorer
 from churnflow.monitoring import drift, history, policy
 from churnflow.monitoring.models import CheckStatus, CheckSummary, LabelledPerformance, WindowStats
 from churnflow.retraining.request_state import RequestOutcome
+from churnflow.settings import MonitorSettings
 from churnflow.sim import scenarios
 from churnflow.training.compiler import compile_pipeline
 
@@ -52,7 +53,9 @@ def drifted(dataset, training_result):
     reference = drift.with_prediction(training_result.train, scorer)
     current = drift.with_prediction(scenarios.window(dataset, "month_to_month_fibre", 1000, seed=0), scorer)
     result, snapshot = drift.score_columns(reference, current, drift.DriftConfig())
-    decision = policy.assess_drift(result, scorer.feature_importance(), policy.DriftPolicy())
+    decision = policy.assess_drift(
+        result, scorer.feature_importance(), policy.DriftPolicy.from_settings(MonitorSettings())
+    )
     summary = CheckSummary(
         check_id="20261105T120000Z-0123abcd",
         checked_at=T0,

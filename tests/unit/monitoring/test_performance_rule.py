@@ -2,6 +2,7 @@
 labels (pure)."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -17,9 +18,11 @@ from churnflow.monitoring.performance_rule import (
     auc_standard_error,
     counts_of,
 )
+from churnflow.settings import MonitorSettings
 
 EXPECTED = ExpectedQuality(roc_auc=0.84, brier=0.138)
-POLICY = PerformancePolicy(min_labels=500, confidence=0.995, auc_margin=0.0, calibration_margin=0.02, brier_margin=0.0)
+DEFAULTS = PerformancePolicy.from_settings(MonitorSettings())
+POLICY = replace(DEFAULTS, min_labels=500, confidence=0.995, auc_margin=0.0, calibration_margin=0.02, brier_margin=0.0)
 
 
 def known(rows=2000, auc=0.84, churn_rate=0.265, mean_probability=0.265, brier=0.138):
@@ -97,8 +100,8 @@ def test_counts_of_matches_the_engine_sums_and_sklearn():
 
 
 def test_the_confidence_sets_the_quantile():
-    assert PerformancePolicy(confidence=0.995).z == pytest.approx(2.5758, abs=1e-4)
-    assert math.isclose(PerformancePolicy(confidence=0.5 + 1e-12).z, 0.0, abs_tol=1e-6)
+    assert replace(DEFAULTS, confidence=0.995).z == pytest.approx(2.5758, abs=1e-4)
+    assert math.isclose(replace(DEFAULTS, confidence=0.5 + 1e-12).z, 0.0, abs_tol=1e-6)
 
 
 def test_the_expectations_own_sampling_error_widens_the_bounds():
@@ -121,7 +124,7 @@ def segment(level, rows, observed, predicted, feature="Contract"):
 
 
 CALIBRATED = [segment(f"level {i}", 400, 0.30, 0.30) for i in range(9)]
-SEGMENTS = PerformancePolicy(min_labels=500, confidence=0.999, segment_margin=0.03, segment_min_rows=200)
+SEGMENTS = replace(DEFAULTS, min_labels=500, confidence=0.999, segment_margin=0.03, segment_min_rows=200)
 
 
 def test_one_segment_off_by_more_than_its_noise_and_the_margin_fires_and_is_named():
@@ -156,7 +159,7 @@ def test_reliability_fires_when_outcomes_are_less_predictable_than_the_probabili
     p = rng.beta(1, 3, 4000)
     y = (rng.random(4000) < p).astype(int)
     noisy = np.where(rng.random(4000) < 0.08, 1 - y, y)  # 8 % of the labels flipped
-    policy = PerformancePolicy(min_labels=500, confidence=0.999, reliability_margin=0.006)
+    policy = replace(DEFAULTS, min_labels=500, confidence=0.999, reliability_margin=0.006)
     honest = assess_performance(labelled_metrics(counts_of(y, p), 1, 30), ExpectedQuality(), policy)
     flipped = assess_performance(labelled_metrics(counts_of(noisy, p), 1, 30), ExpectedQuality(), policy)
     assert PerformanceRule.RELIABILITY not in honest.rules_fired and abs(honest.reliability_gap) < 0.006

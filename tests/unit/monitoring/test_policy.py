@@ -1,12 +1,14 @@
 """The drift policy's rules on hand-made results: which fires, and what the decision says (pure)."""
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from churnflow.core import schema
 from churnflow.monitoring.models import ColumnDrift, DriftResult, Rule
 from churnflow.monitoring.policy import DriftPolicy, assess_drift, importance_shares, noise_floor
+from churnflow.settings import MonitorSettings
 
 # Feature importances shaped like the baseline champion's (log-odds spread).
 IMPORTANCE = {name: 0.3 for name in schema.FEATURE_NAMES} | {
@@ -17,9 +19,7 @@ IMPORTANCE = {name: 0.3 for name in schema.FEATURE_NAMES} | {
     "gender": 0.02,
 }
 # No persistence margin: each rule fires as soon as it is over its bar (persistence is tested on its own).
-POLICY = DriftPolicy(
-    drift_share=0.5, importance_share=0.25, prediction_threshold=0.2, noise_factor=4.0, persistence_margin=0.0
-)
+POLICY = replace(DriftPolicy.from_settings(MonitorSettings()), persistence_margin=0.0)
 
 
 def result(scores, prediction=0.02, rows=5000, reference=5634):
@@ -117,16 +117,12 @@ def test_prediction_bar_is_raised_to_the_noise_floor():
 
 
 def test_thresholds_come_from_the_policy():
-    strict = DriftPolicy(
-        drift_share=0.5, importance_share=0.9, prediction_threshold=0.6, noise_factor=4.0, feature_share=0.5
-    )
+    strict = replace(POLICY, importance_share=0.9, prediction_threshold=0.6, feature_share=0.5)
     decision = assess_drift(result({"MonthlyCharges": 0.4, "TotalCharges": 0.2}, prediction=0.35), IMPORTANCE, strict)
     assert not decision.drifted
 
 
 def test_policy_from_settings():
-    from churnflow.settings import MonitorSettings
-
     settings = MonitorSettings(importance_share=0.3, prediction_threshold=0.25, noise_factor=3.0)
     assert DriftPolicy.from_settings(settings) == DriftPolicy(0.5, 0.3, 0.25, 3.0, 0.03, 0.25)
 
@@ -150,7 +146,7 @@ def test_the_feature_rule_ignores_features_the_champion_barely_uses_and_sampling
 
 
 def test_a_rule_just_over_its_bar_waits_for_a_second_window():
-    persistent = DriftPolicy(persistence_margin=0.25)
+    persistent = replace(POLICY, persistence_margin=0.25)
     near = result({}, prediction=0.22)  # 1.1 × the prediction bar: over it, but by less than the margin
     first = assess_drift(near, IMPORTANCE, persistent)
     assert not first.drifted and first.rules_over_bar == (Rule.PREDICTION,) and first.rules_held == (Rule.PREDICTION,)
@@ -164,7 +160,7 @@ def test_a_rule_just_over_its_bar_waits_for_a_second_window():
 
 
 def test_one_heavy_column_just_over_the_floor_does_not_fire_importance_at_once():
-    persistent = DriftPolicy(persistence_margin=0.25)
+    persistent = replace(POLICY, persistence_margin=0.25)
     near = result({"tenure": 0.13}, rows=2000)  # floor 0.114: over it by 14 %, and tenure alone carries 0.3
     first = assess_drift(near, IMPORTANCE, persistent)
     assert not first.drifted and Rule.IMPORTANCE in first.rules_held

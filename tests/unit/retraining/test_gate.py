@@ -58,7 +58,7 @@ def test_a_loss_within_the_auc_tolerance_with_better_calibration_is_promoted():
 
 
 def test_the_auc_a_challenger_may_lose_and_the_auc_gain_that_counts_are_separate():
-    policy = GatePolicy(auc_tolerance=0.03, auc_gain=0.015)  # the defaults
+    policy = GatePolicy.from_settings(RetrainSettings())  # the defaults
 
     def decide(auc, brier, se=0.002):
         return judge_challenger(oot(auc, brier), CHAMPION_OOT, BASE, BASE, policy, brier_gain_se=se)
