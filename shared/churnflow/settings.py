@@ -7,11 +7,17 @@ Emulators are chosen by the standard variables (`STORAGE_EMULATOR_HOST`, `PUBSUB
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import AliasChoices, ByteSize, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Section = TypeVar("Section", bound="DataclassInstance")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -291,3 +297,8 @@ class DashboardSettings(CommonSettings):
     """Settings of the history dashboard (Evidently's UI over the workspace in the bucket)."""
 
     dashboard_refresh_s: float = Field(30.0, gt=0, description="How often the dashboard looks for new checks.")
+
+
+def section(settings: BaseSettings, kind: type[Section], prefix: str = "") -> Section:
+    """A `kind` (a dataclass of thresholds) whose every field is the setting named `prefix` + its name."""
+    return kind(**{field.name: getattr(settings, prefix + field.name) for field in dataclasses.fields(kind)})

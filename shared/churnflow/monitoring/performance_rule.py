@@ -52,7 +52,7 @@ from churnflow.monitoring.models import (
 )
 from churnflow.outcomes.labelled import PerformanceCounts, SegmentCounts
 from churnflow.outcomes.queries import CALIBRATION_BINS, PROBABILITY_BIN
-from churnflow.settings import MonitorSettings
+from churnflow.settings import MonitorSettings, section
 
 
 @dataclass(frozen=True)
@@ -71,16 +71,7 @@ class PerformancePolicy:
     @classmethod
     def from_settings(cls, settings: MonitorSettings) -> PerformancePolicy:
         """The performance policy of the monitor's settings."""
-        return cls(
-            settings.performance_min_labels,
-            settings.performance_confidence,
-            settings.performance_auc_margin,
-            settings.performance_calibration_margin,
-            settings.performance_brier_margin,
-            settings.performance_segment_margin,
-            settings.performance_segment_min_rows,
-            settings.performance_reliability_margin,
-        )
+        return section(settings, cls, "performance_")
 
     @property
     def z(self) -> float:

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from churnflow.monitoring.models import DriftDecision, DriftResult, Rule
-from churnflow.settings import MonitorSettings
+from churnflow.settings import MonitorSettings, section
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,7 @@ class DriftPolicy:
     @classmethod
     def from_settings(cls, settings: MonitorSettings) -> DriftPolicy:
         """The drift policy of the monitor's settings."""
-        return cls(
-            settings.drift_share,
-            settings.importance_share,
-            settings.prediction_threshold,
-            settings.noise_factor,
-            settings.feature_share,
-            settings.persistence_margin,
-        )
+        return section(settings, cls)
 
 
 def noise_floor(current_rows: int, reference_rows: int, factor: float) -> float:

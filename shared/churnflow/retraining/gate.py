@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from churnflow.settings import RetrainSettings
+from churnflow.settings import RetrainSettings, section
 
 Metrics = dict[str, float]
 
@@ -46,15 +46,7 @@ class GatePolicy:
     @classmethod
     def from_settings(cls, settings: RetrainSettings) -> GatePolicy:
         """The gate of the retrain job's settings."""
-        return cls(
-            settings.auc_floor,
-            settings.auc_tolerance,
-            settings.brier_tolerance,
-            settings.base_auc_tolerance,
-            settings.gain_z,
-            settings.min_oot_rows,
-            settings.auc_gain,
-        )
+        return section(settings, cls)
 
 
 @dataclass(frozen=True)
