@@ -24,9 +24,9 @@ from compose_project import (  # noqa: F401
 from google.cloud import pubsub_v1
 from mlflow import MlflowClient
 
-from churnflow.core.messages import RetrainRequested
 from churnflow.core.schema import EXAMPLE_CUSTOMER
 from churnflow.storage import gcs, layout
+from factories import retrain_request
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -110,16 +110,10 @@ def test_a_monitor_check_runs(project):
 
 def test_a_published_request_starts_a_job_whose_output_reaches_compose_logs(project, host_gcs):
     now = datetime.now(UTC)
-    request = RetrainRequested(
-        model_name="churn",
+    request = retrain_request(
         champion_version=1,
-        reason="compose test",
-        rules=("compose-test",),
-        drift_share=0.5,
-        drifted_columns=("tenure",),
         window_start=now,
         window_end=now,
-        window_rows=0,
         check_id="compose-test",
         report_uri=layout.gs_uri(BUCKET, layout.report_object("compose-test")),
     )

@@ -21,6 +21,7 @@ from churnflow.retraining.request_store import StateStore
 from churnflow.settings import MonitorSettings
 from churnflow.sim import scenarios
 from churnflow.storage import gcs, layout
+from factories import retrain_request
 
 pytestmark = pytest.mark.integration
 PROJECT = "churnflow-test"
@@ -98,19 +99,7 @@ def test_status_names_an_unreachable_registry_and_still_shows_the_bucket(operate
 
 
 def _request(bucket):
-    from churnflow.core.messages import RetrainRequested
-
     now = datetime.now(UTC)
-    return RetrainRequested(
-        model_name="churn",
-        champion_version=1,
-        reason="test drift",
-        rules=("share",),
-        drift_share=0.6,
-        drifted_columns=("Contract",),
-        window_start=now,
-        window_end=now,
-        window_rows=500,
-        check_id="check-ops",
-        report_uri=f"gs://{bucket}/reports/r.html",
+    return retrain_request(
+        champion_version=1, window_start=now, window_end=now, report_uri=f"gs://{bucket}/reports/r.html"
     )

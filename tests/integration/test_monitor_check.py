@@ -25,6 +25,7 @@ from churnflow.retraining.request_store import StateStore
 from churnflow.settings import MonitorSettings
 from churnflow.sim import scenarios
 from churnflow.storage import gcs, layout, request_log
+from factories import retrain_request
 
 pytestmark = pytest.mark.integration
 PROJECT = "churnflow-test"
@@ -187,18 +188,10 @@ def test_publish_failure_fails_the_check_and_withdraws_the_claim(monitor, reques
 
 
 def test_no_request_within_the_cooldown_after_a_promotion(monitor, requests_seen):
-    earlier = RetrainRequested(
-        model_name="churn",
+    earlier = retrain_request(
         champion_version=monitor.champion.version,
-        reason="earlier drift",
-        rules=("prediction",),
-        drift_share=0.3,
-        drifted_columns=("tenure",),
         window_start=NOW - timedelta(hours=3),
         window_end=NOW - timedelta(hours=2),
-        window_rows=1000,
-        check_id="20261105T120000Z-0123abcd",
-        report_uri="gs://x/report.html",
     )
     store = StateStore(PROJECT, monitor.bucket, "churn")
     state = request_state.start(

@@ -2,33 +2,17 @@
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from churnflow.core.messages import RetrainRequested
 from churnflow.retraining import request_state
 from churnflow.retraining.request_state import InvalidTransition, RetrainStatus, Timing
 from churnflow.retraining.request_store import PublishFailed, StateStore, request_retrain
+from factories import retrain_request
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 5, 12, tzinfo=UTC)
-
-
-def request():
-    return RetrainRequested(
-        model_name="churn",
-        champion_version=3,
-        reason="drift",
-        rules=("share",),
-        drift_share=0.5,
-        drifted_columns=("tenure",),
-        window_start=NOW - timedelta(hours=1),
-        window_end=NOW,
-        window_rows=1000,
-        check_id="20261105T120000Z-0123abcd",
-        report_uri="gs://b/r.html",
-    )
 
 
 @pytest.fixture
@@ -44,7 +28,7 @@ def test_of_eight_concurrent_requests_one_is_published(store):
         return f"msg-{len(published)}"
 
     with ThreadPoolExecutor(8) as pool:
-        outcomes = list(pool.map(lambda _: request_retrain(store, publish, request(), NOW, Timing()), range(8)))
+        outcomes = list(pool.map(lambda _: request_retrain(store, publish, retrain_request(), NOW, Timing()), range(8)))
     assert sorted(o.action for o in outcomes) == ["published"] + ["suppressed"] * 7
     [winner] = [o for o in outcomes if o.action == "published"]
     assert (
@@ -59,15 +43,15 @@ def test_a_failed_publish_withdraws_the_claim(store):
         raise RuntimeError("pubsub down")
 
     with pytest.raises(PublishFailed, match="pubsub down"):
-        request_retrain(store, broken, request(), NOW, Timing())
+        request_retrain(store, broken, retrain_request(), NOW, Timing())
     state, _ = store.read()
     assert state.status is RetrainStatus.FAILED and "publish failed" in state.detail
-    again = request_retrain(store, lambda m: "msg-2", request(), NOW, Timing())
+    again = request_retrain(store, lambda m: "msg-2", retrain_request(), NOW, Timing())
     assert again.action == "published" and again.reason == "last retrain is failed"
 
 
 def test_update_applies_a_transition_and_refuses_an_invalid_one(store):
-    claimed = request_state.claim(request(), NOW)
+    claimed = request_state.claim(retrain_request(), NOW)
     store.write(claimed, 0)
     swap = store.update(lambda s: request_state.start(s, claimed.request_id, NOW))
     assert swap.before == claimed and swap.after.status is RetrainStatus.RUNNING

@@ -28,6 +28,7 @@ from churnflow.settings import RetrainSettings
 from churnflow.sim import scenarios
 from churnflow.storage import gcs, layout, request_log
 from churnflow.training.register import run_training
+from factories import retrain_request
 
 pytestmark = pytest.mark.integration
 
@@ -72,17 +73,11 @@ def refuse_constant(constant):
 
 def request_for(settings, champion_version=1):
     now = datetime.now(UTC)
-    return RetrainRequested(
+    return retrain_request(
         model_name=settings.model_name,
         champion_version=champion_version,
-        reason="test drift",
-        rules=("share",),
-        drift_share=0.6,
-        drifted_columns=("Contract",),
         window_start=now,
         window_end=now,
-        window_rows=500,
-        check_id="check-1",
         report_uri=f"gs://{settings.bucket}/reports/r.html",
     )
 

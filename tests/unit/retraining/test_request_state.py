@@ -8,26 +8,14 @@ from pydantic import ValidationError
 from churnflow.core.messages import RetrainRequested
 from churnflow.retraining import request_state
 from churnflow.retraining.request_state import InvalidTransition, RetrainStatus, Timing
+from factories import retrain_request
 
 NOW = datetime(2026, 11, 5, 12, tzinfo=UTC)
 TIMING = Timing(claim_ttl_s=300, request_ttl_s=6 * 3600, cooldown_s=3600)
 
 
 def request(version=3, **changes):
-    fields = {
-        "model_name": "churn",
-        "champion_version": version,
-        "reason": "prediction: predicted churn probability drift 0.400 (rule ≥ 0.200)",
-        "rules": ("prediction",),
-        "drift_share": 0.21,
-        "drifted_columns": ("tenure", "churn_probability"),
-        "window_start": NOW - timedelta(hours=1),
-        "window_end": NOW,
-        "window_rows": 2000,
-        "check_id": "20261105T120000Z-0123abcd",
-        "report_uri": "gs://b/reports/checks/20261105T120000Z-0123abcd/report.html",
-    }
-    return RetrainRequested(**(fields | changes))
+    return retrain_request(champion_version=version, **changes)
 
 
 def state(status, age_s=0.0, version=3, finished_age_s=None):
