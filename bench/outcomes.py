@@ -1,6 +1,7 @@
 """Benchmark of the outcomes engine against the code path before it (issue 12), side by side in one run.
 
-Usage: `make bench-outcomes` or `python bench/outcomes.py [--rows 100000,1000000] [--engine-only 3000000]`.
+Usage: `make bench-outcomes` or `python bench/outcomes.py [--rows 100000,1000000] [--engine-only 3000000]
+[--old-cap-gib 16]`.
 
 On a private local stack (bench/monitor.py's `private_stack`: emulators on free 127.0.0.1 ports, a
 trained champion) it writes, for each size, N logged requests in the service's log format and batch
@@ -18,6 +19,14 @@ fresh process, for the old path (a temporary `git worktree` of --old-ref, its co
               over `label_lookback_days`; time of the call and peak RSS (VmHWM)
   check_nolab the same check with labelled performance switched off (the ≤ 2× target)
   retrain     the retrain's data step: `recent_data.labelled_traffic(settings)` on both sides
+
+The old path runs under an address-space cap (`--old-cap-gib`, `prlimit --as`): at 10M rows it needs more
+memory than the machine has, and a step that runs out is recorded as such, with its time until then.
+
+The floor of any import that must read the log as written, measured in the same run (fresh processes):
+the interpreter and the import's modules, downloading every request-log object (as many workers as the
+engine), and decompressing them into lines (DuckDB, both cores: the first step of the engine's scan),
+against a fifth of the old path's import (the 5× target).
 
 The labelled AUC of the engine's check is compared with sklearn's roc_auc_score on the joined rows the
 bench wrote. A table is printed, then one JSON line.
@@ -47,6 +56,15 @@ LABELLED_SHARE = 0.2
 DAYS = 5
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ("import", "check", "check_nolab", "retrain")
+IMPORT_MODULES = "import churnflow.cli, churnflow.outcomes.label_import, duckdb, pyarrow, google.cloud.storage"
+
+
+class OutOfMemory(Exception):
+    """A step of the old path that ran out of its address-space cap: its seconds until then and peak RSS."""
+
+    def __init__(self, seconds: float, peak_mb: int):
+        super().__init__(f"out of memory after {seconds:.1f} s")
+        self.seconds, self.peak_mb = seconds, peak_mb
 
 
 def bucket_for(rows: int) -> str:
@@ -121,6 +139,8 @@ def child(step: str, rows: int, now: str) -> dict[str, Any]:
     from churnflow.storage import gcs
 
     out: dict[str, Any] = {}
+    if step == "floor":
+        return floor(rows)
     if step == "retrain":
         settings = RetrainSettings(bucket=bucket_for(rows), model_name=MODEL)
         began = time.perf_counter()
@@ -142,17 +162,59 @@ def child(step: str, rows: int, now: str) -> dict[str, Any]:
     return out
 
 
-def run_python(env: dict[str, str], shared: Path, *args: str) -> tuple[float, int, str]:
-    """Run `python ARGS` in a fresh process with `shared` on PYTHONPATH: wall seconds, peak RSS (MB), stdout."""
+def floor(rows: int) -> dict[str, Any]:
+    """Seconds to download every request-log object of the bucket and to decompress them into lines."""
+    import duckdb
+
+    from churnflow.outcomes import tables
+    from churnflow.settings import CommonSettings
+    from churnflow.storage import gcs, layout
+
+    settings = CommonSettings(bucket=bucket_for(rows))
+    names = gcs.list_names(settings.project, settings.bucket, tables.REQUEST_LOG.prefix)
+    with tempfile.TemporaryDirectory(prefix="outcomes-floor-") as tmp:
+        paths = {name: str(Path(tmp) / f"{index}.json.gz") for index, name in enumerate(names)}
+        began = time.perf_counter()
+        with ThreadPoolExecutor(settings.outcomes_read_workers) as pool:
+            uris = [layout.gs_uri(settings.bucket, name) for name in names]
+            list(pool.map(gcs.download_file, [settings.project] * len(names), uris, list(paths.values())))
+        downloaded = time.perf_counter() - began
+        files = "[" + ", ".join(f"'{path}'" for path in paths.values()) + "]"
+        began = time.perf_counter()
+        [(lines,)] = duckdb.sql(
+            f"SELECT count(*) FROM read_csv({files}, columns = {{'line': 'VARCHAR'}}, delim = '\x01', quote = '', "
+            "escape = '', header = false, auto_detect = false)"
+        ).fetchall()
+        decompressed = time.perf_counter() - began
+    return {
+        "objects": len(names),
+        "lines": lines,
+        "download_s": round(downloaded, 2),
+        "decompress_s": round(decompressed, 2),
+    }
+
+
+def run_python(env: dict[str, str], shared: Path, *args: str, cap_bytes: int | None = None) -> tuple[float, int, str]:
+    """Run `python ARGS` in a fresh process with `shared` on PYTHONPATH: wall seconds, peak RSS (MB), stdout.
+
+    With `cap_bytes`, under that address-space limit: running out raises OutOfMemory."""
     env = {**env, "PYTHONPATH": str(shared)}
+    capped = ["prlimit", f"--as={cap_bytes}", "--"] if cap_bytes else []
     began = time.perf_counter()
     done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", sys.executable, *args], env=env, capture_output=True, text=True, timeout=3600
+        ["/usr/bin/time", "-f", "%M", *capped, sys.executable, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
     )
     elapsed = time.perf_counter() - began
+    peak = round(int(done.stderr.strip().splitlines()[-1]) / 1024) if done.stderr.strip() else 0
     if done.returncode != 0:
+        if cap_bytes and ("MemoryError" in done.stderr or "std::bad_alloc" in done.stderr or done.returncode < 0):
+            raise OutOfMemory(elapsed, peak)
         raise RuntimeError(f"{args} failed:\n{done.stderr[-3000:]}")
-    return elapsed, round(int(done.stderr.strip().splitlines()[-1]) / 1024), done.stdout
+    return elapsed, peak, done.stdout
 
 
 def labels_objects(rows: int) -> set[str]:
@@ -163,23 +225,45 @@ def labels_objects(rows: int) -> set[str]:
     return set(gcs.list_names(settings.project, bucket_for(rows), layout.LABELS_PREFIX))
 
 
-def measure(env: dict[str, str], path: str, shared: Path, rows: int, labels_csv: Path, now: datetime) -> dict[str, Any]:
-    """Every step of one path (old or engine) on the log of `rows` rows."""
+def measure(
+    env: dict[str, str], path: str, shared: Path, rows: int, labels_csv: Path, now: datetime, cap_bytes: int | None
+) -> dict[str, Any]:
+    """Every step of one path (old or engine) on the log of `rows` rows (under `cap_bytes` of address space)."""
     from churnflow.settings import CommonSettings
     from churnflow.storage import gcs
 
     env = {**env, "CHURNFLOW_BUCKET": bucket_for(rows)}
     result: dict[str, Any] = {}
     before = labels_objects(rows)
-    seconds, peak, _ = run_python(env, shared, "-m", "churnflow.cli", "labels", "import", str(labels_csv))
-    result["import"] = {"s": round(seconds, 2), "peak_mb": peak}
+    try:
+        seconds, peak, _ = run_python(
+            env, shared, "-m", "churnflow.cli", "labels", "import", str(labels_csv), cap_bytes=cap_bytes
+        )
+        result["import"] = {"s": round(seconds, 2), "peak_mb": peak}
+    except OutOfMemory as out:
+        result["import"] = {"s": round(out.seconds, 2), "peak_mb": out.peak_mb, "out_of_memory": True}
     if path == "old":  # both paths then read the one labels object the engine's import stores
         for name in labels_objects(rows) - before:
             gcs.delete_object(CommonSettings().project, bucket_for(rows), name)
     for step in STEPS[1:]:
-        _, peak, stdout = run_python(env, shared, __file__, "--child", step, str(rows), now.isoformat())
-        result[step] = json.loads(stdout.strip().splitlines()[-1]) | {"process_peak_mb": peak}
+        try:
+            _, peak, stdout = run_python(
+                env, shared, __file__, "--child", step, str(rows), now.isoformat(), cap_bytes=cap_bytes
+            )
+            result[step] = json.loads(stdout.strip().splitlines()[-1]) | {"process_peak_mb": peak}
+        except OutOfMemory as out:
+            result[step] = {"s": round(out.seconds, 2), "peak_mb": out.peak_mb, "out_of_memory": True}
     return result
+
+
+def measure_floor(env: dict[str, str], shared: Path, rows: int) -> dict[str, Any]:
+    """The floor of an import that reads the log as written: startup and imports, download, decompression."""
+    startup, _, _ = run_python(env, shared, "-c", IMPORT_MODULES)
+    _, _, stdout = run_python(env, shared, __file__, "--child", "floor", str(rows), "-")
+    parts = json.loads(stdout.strip().splitlines()[-1])
+    parts["startup_s"] = round(startup, 2)
+    parts["floor_s"] = round(startup + parts["download_s"] + parts["decompress_s"], 2)
+    return parts
 
 
 @contextmanager
@@ -196,7 +280,9 @@ def worktree(ref: str | None) -> Iterator[Path]:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(root)], check=False)
 
 
-def bench(sizes: list[int], engine_only: list[int], old_ref: str, engine_ref: str | None) -> dict[str, Any]:
+def bench(
+    sizes: list[int], engine_only: list[int], old_ref: str, engine_ref: str | None, old_cap_bytes: int
+) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
     from churnflow.settings import MonitorSettings
@@ -218,7 +304,12 @@ def bench(sizes: list[int], engine_only: list[int], old_ref: str, engine_ref: st
             if rows in sizes:
                 paths["old"] = old_shared
             # the engine's import first: it stores the labels object both paths then read
-            results = {path: measure(env, path, shared, rows, labels_csv, now) for path, shared in paths.items()}
+            results = {
+                path: measure(env, path, shared, rows, labels_csv, now, old_cap_bytes if path == "old" else None)
+                for path, shared in paths.items()
+            }
+            floor_parts = measure_floor(env, engine_shared, rows)
+            old_import = results.get("old", {}).get("import")
             churned = [c for _, c in pairs]
             sk_auc = float(roc_auc_score(churned, [p for p, _ in pairs]))
             engine_auc = results["engine"]["check"].get("roc_auc")
@@ -232,7 +323,8 @@ def bench(sizes: list[int], engine_only: list[int], old_ref: str, engine_ref: st
                     "old_peak_mb": old and max(old["peak_mb"], old.get("process_peak_mb", 0)),
                     "engine_s": new["s"],
                     "engine_peak_mb": max(new["peak_mb"], new.get("process_peak_mb", 0)),
-                    "speedup": old and round(old["s"] / new["s"], 2),
+                    "old_out_of_memory": bool(old and old.get("out_of_memory")),
+                    "speedup": old and not old.get("out_of_memory") and round(old["s"] / new["s"], 2) or None,
                 }
                 lines.append(line)
                 print(json.dumps(line), flush=True)
@@ -246,7 +338,12 @@ def bench(sizes: list[int], engine_only: list[int], old_ref: str, engine_ref: st
                 "old_auc": results.get("old", {}).get("check", {}).get("roc_auc"),
                 "auc_error": None if engine_auc is None else abs(engine_auc - sk_auc),
                 "check_vs_nolabels": round(results["engine"]["check"]["s"] / results["engine"]["check_nolab"]["s"], 2),
-                "retrain_rows": {p: r["retrain"]["rows_out"] for p, r in results.items()},
+                "retrain_rows": {p: r["retrain"].get("rows_out") for p, r in results.items()},
+                "import_floor": floor_parts,
+                "five_x_import_budget_s": old_import
+                and not old_import.get("out_of_memory")
+                and round(old_import["s"] / 5, 2)
+                or None,
                 "load_average": [round(x, 1) for x in os.getloadavg()],
             }
             lines.append(auc)
@@ -260,6 +357,8 @@ def table(lines: list[dict[str, Any]]) -> dict[str, Any]:
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for line in steps:
         old_s = "—" if line["old_s"] is None else f"{line['old_s']:.2f}"
+        if line["old_out_of_memory"]:
+            old_s = f"out of memory after {line['old_s']:.1f}"
         old_mb = "—" if line["old_peak_mb"] is None else f"{line['old_peak_mb']:,}"
         speed = "—" if line["speedup"] is None else f"{line['speedup']:.1f}×"
         print(
@@ -267,6 +366,16 @@ def table(lines: list[dict[str, Any]]) -> dict[str, Any]:
             f"| {line['engine_peak_mb']:,} | {speed} |"
         )
     checks = [line for line in lines if "auc_error" in line]
+    print(
+        "\n| rows | import: startup + imports s | download s | decompress s | floor s | a fifth of the old import s |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for check in checks:
+        f, budget = check["import_floor"], check["five_x_import_budget_s"]
+        print(
+            f"| {check['rows']:,} | {f['startup_s']:.2f} | {f['download_s']:.2f} | {f['decompress_s']:.2f} "
+            f"| {f['floor_s']:.2f} | {'—' if budget is None else f'{budget:.2f}'} |"
+        )
     return {
         "steps": steps,
         "auc": checks,
@@ -281,6 +390,7 @@ def main() -> int:
     parser.add_argument("--engine-only", default="", help="sizes run on the engine alone (comma-separated)")
     parser.add_argument("--old-ref", default="f88c2bc", help="the commit of the code path before the engine")
     parser.add_argument("--engine-ref", help="measure the engine of this commit instead of this tree's")
+    parser.add_argument("--old-cap-gib", type=float, default=16, help="address-space cap of the old path's processes")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -289,7 +399,8 @@ def main() -> int:
         return 0
     sizes = [int(size) for size in args.rows.split(",") if size]
     engine_only = [int(size) for size in args.engine_only.split(",") if size]
-    print(json.dumps(bench(sizes, engine_only, args.old_ref, args.engine_ref)))
+    cap = int(args.old_cap_gib * 2**30)
+    print(json.dumps(bench(sizes, engine_only, args.old_ref, args.engine_ref, cap)))
     return 0
 
 
