@@ -50,6 +50,32 @@ def test_a_failed_publish_withdraws_the_claim(store):
     assert again.action == "published" and again.reason == "last retrain is failed"
 
 
+def test_a_job_that_starts_before_the_publish_returns_keeps_its_state(store):
+    """The trigger may start the job, which moves the state to running, before the monitor confirms."""
+
+    def publish_and_start(message):
+        store.update(lambda state: request_state.start(state, message.request_id, NOW))
+        return "msg-1"
+
+    outcome = request_retrain(store, publish_and_start, retrain_request(), NOW, Timing())
+    state, _ = store.read()
+    assert outcome.action == "published" and (state.status, state.request_id) == (
+        RetrainStatus.RUNNING,
+        outcome.request_id,
+    )
+
+
+def test_a_publish_that_failed_after_its_message_got_through_leaves_the_started_job_alone(store):
+    def started_then_timed_out(message):
+        store.update(lambda state: request_state.start(state, message.request_id, NOW))
+        raise TimeoutError("no answer from pubsub")
+
+    with pytest.raises(PublishFailed, match="no answer"):
+        request_retrain(store, started_then_timed_out, retrain_request(), NOW, Timing())
+    state, _ = store.read()
+    assert state.status is RetrainStatus.RUNNING and state.detail == ""
+
+
 def test_update_applies_a_transition_and_refuses_an_invalid_one(store):
     claimed = request_state.claim(retrain_request(), NOW)
     store.write(claimed, 0)

@@ -154,6 +154,22 @@ def confirm(state: RetrainState, now: datetime) -> RetrainState:
     return _move(state, state.request_id, (RetrainStatus.CLAIMED,), RetrainStatus.PENDING, now)
 
 
+def published(state: RetrainState | None, request_id: str, now: datetime) -> RetrainState | None:
+    """After `request_id`'s message went out: pending, if still claimed. None (unchanged) if its job got
+    there first and moved it on, or another request took the state after the claim expired."""
+    return confirm(state, now) if state is not None and _claimed(state, request_id) else None
+
+
+def withdrawn(state: RetrainState | None, request_id: str, now: datetime, detail: str) -> RetrainState | None:
+    """After publishing `request_id` failed: its claim released (failed, so a retry may request again).
+    None (unchanged) if the message got through after all and its job moved the state on."""
+    return fail(state, request_id, now, detail) if state is not None and _claimed(state, request_id) else None
+
+
+def _claimed(state: RetrainState, request_id: str) -> bool:
+    return state.request_id == request_id and state.status is RetrainStatus.CLAIMED
+
+
 def wait(state: RetrainState | None, request_id: str, now: datetime, detail: str) -> RetrainState:
     """The job for `request_id` could not start yet (e.g. another retrain holds the lock): still pending."""
     moved = _move(state, request_id, (RetrainStatus.PENDING,), RetrainStatus.PENDING, now)

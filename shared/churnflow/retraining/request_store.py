@@ -55,7 +55,8 @@ def request_retrain(
 
     The caller first claims the state object (compare-and-swap), then publishes, then marks the request
     pending. If publishing fails the claim is withdrawn (state `failed`, so a retry may request again)
-    and PublishFailed is raised.
+    and PublishFailed is raised. Both last writes are compare-and-swaps too: the job the message starts
+    may move the state on first, and then it is left as the job wrote it.
     """
     claimed = request_state.claim(request, now)
 
@@ -70,8 +71,8 @@ def request_retrain(
         message_id = publish(request)
     except Exception as error:  # whatever went wrong, the claim must not stay behind
         log.error("publish of retrain request %s failed: %s", request.request_id, error)
-        released = request_state.fail(claimed, request.request_id, now, f"publish failed: {error}")
-        store.write(released, swap.generation)
+        detail = f"publish failed: {error}"
+        store.update(lambda state: request_state.withdrawn(state, request.request_id, now, detail))
         raise PublishFailed(f"publishing the retrain request failed: {error}") from error
-    store.write(request_state.confirm(claimed, now), swap.generation)
+    store.update(lambda state: request_state.published(state, request.request_id, now))
     return RequestOutcome(action="published", reason=why, request_id=request.request_id, message_id=message_id)

@@ -153,3 +153,15 @@ def test_a_job_waiting_for_the_lock_keeps_its_request_pending_with_the_reason():
     assert request_state.start(waiting, pending.request_id, later).status is RetrainStatus.RUNNING
     with pytest.raises(InvalidTransition):
         request_state.wait(claimed, claimed.request_id, NOW, "the monitor has not confirmed it yet")
+
+
+def test_after_the_publish_only_a_claim_still_held_moves():
+    claimed = request_state.claim(request(), NOW)
+    running = request_state.start(claimed, claimed.request_id, NOW)  # its job got there first
+    other = request_state.claim(request(check_id="20261105T130000Z-0123abcd"), NOW)
+    assert request_state.published(claimed, claimed.request_id, NOW).status is RetrainStatus.PENDING
+    withdrawn = request_state.withdrawn(claimed, claimed.request_id, NOW, "publish failed: boom")
+    assert (withdrawn.status, withdrawn.detail) == (RetrainStatus.FAILED, "publish failed: boom")
+    for state in (running, other, None):
+        assert request_state.published(state, claimed.request_id, NOW) is None
+        assert request_state.withdrawn(state, claimed.request_id, NOW, "publish failed: boom") is None
