@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -60,11 +61,12 @@ IMPORT_MODULES = "import churnflow.cli, churnflow.outcomes.label_import, duckdb,
 
 
 class OutOfMemory(Exception):
-    """A step of the old path that ran out of its address-space cap: its seconds until then and peak RSS."""
+    """A step of the old path that ran out of its address-space cap: how it ended, its seconds until then
+    and its peak RSS. Python raises MemoryError; a C extension whose allocation fails may crash instead."""
 
-    def __init__(self, seconds: float, peak_mb: int):
-        super().__init__(f"out of memory after {seconds:.1f} s")
-        self.seconds, self.peak_mb = seconds, peak_mb
+    def __init__(self, how: str, seconds: float, peak_mb: int):
+        super().__init__(f"{how} after {seconds:.1f} s")
+        self.how, self.seconds, self.peak_mb = how, seconds, peak_mb
 
 
 def bucket_for(rows: int) -> str:
@@ -210,9 +212,12 @@ def run_python(env: dict[str, str], shared: Path, *args: str, cap_bytes: int | N
     )
     elapsed = time.perf_counter() - began
     peak = round(int(done.stderr.strip().splitlines()[-1]) / 1024) if done.stderr.strip() else 0
+    if done.returncode != 0 and cap_bytes:
+        for sign, how in (("MemoryError", "MemoryError"), ("bad_alloc", "std::bad_alloc"), ("by signal", "crashed")):
+            if sign in done.stderr:
+                signal = re.search(r"terminated by signal (\d+)", done.stderr)
+                raise OutOfMemory(f"{how} (signal {signal[1]})" if signal else how, elapsed, peak)
     if done.returncode != 0:
-        if cap_bytes and ("MemoryError" in done.stderr or "std::bad_alloc" in done.stderr or done.returncode < 0):
-            raise OutOfMemory(elapsed, peak)
         raise RuntimeError(f"{args} failed:\n{done.stderr[-3000:]}")
     return elapsed, peak, done.stdout
 
@@ -241,7 +246,7 @@ def measure(
         )
         result["import"] = {"s": round(seconds, 2), "peak_mb": peak}
     except OutOfMemory as out:
-        result["import"] = {"s": round(out.seconds, 2), "peak_mb": out.peak_mb, "out_of_memory": True}
+        result["import"] = {"s": round(out.seconds, 2), "peak_mb": out.peak_mb, "out_of_memory": out.how}
     if path == "old":  # both paths then read the one labels object the engine's import stores
         for name in labels_objects(rows) - before:
             gcs.delete_object(CommonSettings().project, bucket_for(rows), name)
@@ -252,7 +257,7 @@ def measure(
             )
             result[step] = json.loads(stdout.strip().splitlines()[-1]) | {"process_peak_mb": peak}
         except OutOfMemory as out:
-            result[step] = {"s": round(out.seconds, 2), "peak_mb": out.peak_mb, "out_of_memory": True}
+            result[step] = {"s": round(out.seconds, 2), "peak_mb": out.peak_mb, "out_of_memory": out.how}
     return result
 
 
@@ -323,7 +328,7 @@ def bench(
                     "old_peak_mb": old and max(old["peak_mb"], old.get("process_peak_mb", 0)),
                     "engine_s": new["s"],
                     "engine_peak_mb": max(new["peak_mb"], new.get("process_peak_mb", 0)),
-                    "old_out_of_memory": bool(old and old.get("out_of_memory")),
+                    "old_out_of_memory": old and old.get("out_of_memory"),
                     "speedup": old and not old.get("out_of_memory") and round(old["s"] / new["s"], 2) or None,
                 }
                 lines.append(line)
@@ -358,7 +363,7 @@ def table(lines: list[dict[str, Any]]) -> dict[str, Any]:
     for line in steps:
         old_s = "—" if line["old_s"] is None else f"{line['old_s']:.2f}"
         if line["old_out_of_memory"]:
-            old_s = f"out of memory after {line['old_s']:.1f}"
+            old_s = f"{line['old_out_of_memory']} after {line['old_s']:.1f}"
         old_mb = "—" if line["old_peak_mb"] is None else f"{line['old_peak_mb']:,}"
         speed = "—" if line["speedup"] is None else f"{line['speedup']:.1f}×"
         print(
