@@ -168,6 +168,15 @@ class SegmentCalibration(_Frozen):
         """`feature=level`, as reported."""
         return f"{self.feature}={self.level}"
 
+    @property
+    def gap(self) -> float:
+        """Mean predicted − observed churn."""
+        return self.predicted_rate - self.observed_rate
+
+    def beyond_noise(self, z: float) -> float:
+        """How far |gap| exceeds z standard errors (negative: within the noise)."""
+        return abs(self.gap) - z * self.standard_error
+
 
 class LabelledPerformance(BaseModel):
     """The champion's quality on labelled recent requests."""

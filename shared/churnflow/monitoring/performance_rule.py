@@ -186,7 +186,7 @@ def assess_performance(
         segments_tested=segments.tested,
         segment_z=segments.z,
         worst_segment=segments.worst.name if segments.worst else None,
-        segment_gap=segments.worst.predicted_rate - segments.worst.observed_rate if segments.worst else None,
+        segment_gap=segments.worst.gap if segments.worst else None,
         segment_bound=segments.bound,
         reliability_gap=known.reliability_gap,
         reliability_bound=reliability_bound,
@@ -211,18 +211,14 @@ def _segment_calibration(known: LabelledPerformance, policy: PerformancePolicy) 
         return _SegmentTest()
     z = policy.two_sided_z(len(tested))
 
-    def excess(segment: SegmentCalibration) -> float:
-        gap = abs(segment.predicted_rate - segment.observed_rate)
-        return gap - policy.segment_margin - z * segment.standard_error
-
-    worst = max(tested, key=excess)
+    worst = max(tested, key=lambda segment: segment.beyond_noise(z))
     bound = policy.segment_margin + z * worst.standard_error
     text = (
         f"{worst.name}: mean predicted churn {worst.predicted_rate:.3f} vs observed {worst.observed_rate:.3f} "
-        f"on {worst.rows} requests (gap {worst.predicted_rate - worst.observed_rate:+.3f}, bound "
+        f"on {worst.rows} requests (gap {worst.gap:+.3f}, bound "
         f"±{bound:.3f}; the worst of {len(tested)} segments, z {z:.2f})"
     )
-    return _SegmentTest((excess(worst) > 0, text), len(tested), z, worst, bound)
+    return _SegmentTest((worst.beyond_noise(z) > policy.segment_margin, text), len(tested), z, worst, bound)
 
 
 def counts_of(

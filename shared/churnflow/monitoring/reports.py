@@ -87,12 +87,10 @@ def segment_table(summary: CheckSummary, shown: int = 8) -> str:
     if verdict is None or known is None or verdict.segment_z is None:
         return ""
     z = verdict.segment_z
-    segments = sorted(
-        known.segments, key=lambda s: abs(s.predicted_rate - s.observed_rate) - z * s.standard_error, reverse=True
-    )
+    segments = sorted(known.segments, key=lambda s: s.beyond_noise(z), reverse=True)
     body = "".join(
         f"<tr><td>{html.escape(s.name)}</td><td>{s.rows}</td><td>{s.predicted_rate:.3f}</td>"
-        f"<td>{s.observed_rate:.3f}</td><td>{s.predicted_rate - s.observed_rate:+.3f}</td>"
+        f"<td>{s.observed_rate:.3f}</td><td>{s.gap:+.3f}</td>"
         f"<td>±{z * s.standard_error:.3f}</td></tr>"
         for s in segments[:shown]
     )
